@@ -18,10 +18,17 @@
 //! headers, inodes, directories, files and symlinks.
 #![forbid(unsafe_code)]
 
+pub mod bmap;
 pub mod device;
+pub mod dir;
 pub mod error;
+pub mod file;
 pub mod format;
+pub mod fs;
 pub mod geometry;
+pub mod log;
+pub mod path;
 pub mod types;
 
 pub use error::{Error, Result};
+pub use fs::{Filesystem, Inode};

@@ -239,14 +239,14 @@ impl Agi {
         if f.has_inobtcounts() {
             c.expect(
                 (1..=len).contains(&self.iblocks),
-                "iblocks",
+                "ino_blocks",
                 format_args!("1..={len}"),
                 self.iblocks,
             );
             if f.has_finobt() {
                 c.expect(
                     (1..=len).contains(&self.fblocks),
-                    "fblocks",
+                    "fino_blocks",
                     format_args!("1..={len}"),
                     self.fblocks,
                 );
