@@ -256,6 +256,21 @@ impl Agf {
             format_args!("<= {len}"),
             self.btreeblks,
         );
+        // Free blocks, AGFL blocks and non-root btree blocks are disjoint
+        // parts of the AG (the per-AG form of the summary check in
+        // xfs_initialize_perag_data).
+        let used = u64::from(self.freeblks)
+            .saturating_add(u64::from(self.flcount))
+            .saturating_add(u64::from(self.btreeblks));
+        c.expect(
+            used <= u64::from(len),
+            "btreeblks",
+            format_args!(
+                "freeblks {} + flcount {} + btreeblks <= {len}",
+                self.freeblks, self.flcount
+            ),
+            self.btreeblks,
+        );
 
         let max = geo.maxlevels;
         c.expect(
@@ -381,7 +396,7 @@ pub(crate) mod tests {
         let fields: Vec<&str> = c.problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            vec!["crc", "freeblks", "bnolevel", "bnoroot"],
+            vec!["crc", "freeblks", "btreeblks", "bnolevel", "bnoroot"],
             "{msgs:?}"
         );
     }

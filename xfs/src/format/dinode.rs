@@ -11,7 +11,7 @@ use super::bmbt_rec::BLOCKCOUNT_MASK;
 use super::problem::{Checked, Checker};
 use super::{Problem, ShortBuffer, Uuid, be16_at, be64_at, crc, view};
 use crate::geometry::{DINODE_CORE_SIZE, Geometry};
-use crate::types::Ino;
+use crate::types::{AgIno, Ino};
 use zerocopy::byteorder::{big_endian as be, little_endian as le};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -514,6 +514,19 @@ impl Dinode {
             geo.meta_uuid,
             self.uuid,
         );
+        // The unlinked list pointer stays inside the inode's AG
+        // (xfs_inode_buf_verify: xfs_verify_agino_or_null).
+        if self.next_unlinked != crate::types::null::AGINO {
+            let ok = geo
+                .ino_split(ino)
+                .is_some_and(|(agno, _)| geo.verify_agino(agno, AgIno(self.next_unlinked)));
+            c.expect(
+                ok,
+                "next_unlinked",
+                "null or an inode of the same AG",
+                self.next_unlinked,
+            );
+        }
 
         c.expect(self.size >> 63 == 0, "core.size", "< 2^63", self.size);
         let ftype = self.file_type();
@@ -879,6 +892,7 @@ pub(crate) mod tests {
         r.aformat = 2;
         r.flags2.set(flags2::BIGTIME);
         r.ino.set(131);
+        r.next_unlinked.set(u32::MAX);
         r.uuid = g.meta_uuid;
         let mut buf = vec![0u8; 512];
         buf[..CORE_SIZE].copy_from_slice(r.as_bytes());
