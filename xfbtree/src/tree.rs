@@ -346,14 +346,44 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
         self.root_block_for_update()?;
         let key = self.format.record_key(record);
         let (path, leaf) = self.descend(&key)?;
-        let pos = self.read_block(leaf, 0, |b, n| self.codec().search_leaf(b, n, &key))?;
-        let pos = match pos {
-            Ok(_) => return Err(BtreeError::Duplicate),
-            Err(p) => p,
+        // The common case in one pass over the leaf: check it, find the
+        // slot and, when there is room, insert in place.
+        let (format, layout) = (&self.format, &self.layout);
+        let outcome: Result<Option<(usize, bool)>, String> = self.store.write(leaf, |b| {
+            let n = check_block(format, layout, b, leaf, 0)?;
+            let codec = Codec { format, layout };
+            let pos = match codec.search_leaf(b, n, &key) {
+                Ok(_) => return Ok(None),
+                Err(p) => p,
+            };
+            if n == layout.leaf_max {
+                return Ok(Some((pos, false)));
+            }
+            let r = layout.records(pos, n);
+            b.copy_within(r.clone(), r.start + layout.record_len);
+            format.encode_record(record, &mut b[layout.record(pos)]);
+            let mut h = format.read_header(b);
+            h.numrecs = h.numrecs.saturating_add(1);
+            format.write_header(b, leaf, &h);
+            format.seal(b);
+            Ok(Some((pos, true)))
+        })?;
+        let (pos, done) = match outcome {
+            Err(reason) => return Err(BtreeError::corrupt(leaf, 0, reason)),
+            Ok(None) => return Err(BtreeError::Duplicate),
+            Ok(Some(found)) => found,
         };
-        let mut raw = vec![0; self.layout.record_len];
-        self.format.encode_record(record, &mut raw);
-        self.insert_entry(&path, 0, leaf, pos, Entry::Record(raw))?;
+        if done {
+            // A new first record changes the leaf's key in its parent; in
+            // an overlapping tree any record may raise the high key.
+            if pos == 0 || self.layout.overlapping {
+                self.fix_keys(&path, 1, leaf)?;
+            }
+        } else {
+            let mut raw = vec![0; self.layout.record_len];
+            self.format.encode_record(record, &mut raw);
+            self.insert_entry(&path, 0, leaf, pos, Entry::Record(raw))?;
+        }
         if let Some(n) = &mut self.len {
             *n += 1;
         }

@@ -44,9 +44,18 @@ impl Intervals {
     /// The format, allowing trees of up to `max_height` levels.
     pub fn new(max_height: u16) -> Self {
         Self {
-            header: SimpleHeader { magic: Self::MAGIC },
+            header: SimpleHeader {
+                magic: Self::MAGIC,
+                checksums: false,
+            },
             max_height,
         }
+    }
+
+    /// The same format with a crc32c in every block, checked on every read.
+    pub fn with_checksums(mut self) -> Self {
+        self.header.checksums = true;
+        self
     }
 }
 
@@ -88,10 +97,10 @@ impl BtreeFormat for Intervals {
         self.header.check(block, addr, out)
     }
     fn checksum_ok(&self, block: &[u8]) -> bool {
-        SimpleHeader::checksum_ok(block)
+        self.header.checksum_ok(block)
     }
     fn seal(&self, block: &mut [u8]) {
-        SimpleHeader::seal(block);
+        self.header.seal(block);
     }
     fn decode_record(&self, raw: &[u8]) -> Interval {
         Interval {

@@ -11,9 +11,14 @@
 //!      8     8  left       (u64::MAX: none)
 //!     16     8  right      (u64::MAX: none)
 //!     24     8  blkno      (the block's own address)
-//!     32     4  crc        (crc32c of the block with this field zeroed, little-endian)
+//!     32     4  crc        (crc32c of the block with this field zeroed,
+//!                           little-endian; zero when checksums are off)
 //!     36     4  (zero)
 //! ```
+//!
+//! Checksums are off by default: staging trees live in private memory where
+//! a checksum only costs time (the kernel's in-memory btrees skip them too).
+//! Turn them on with `with_checksums()` to model an on-disk format.
 
 mod intervals;
 mod u64map;
@@ -50,6 +55,7 @@ fn sibling(v: u64) -> Option<BlockAddr> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SimpleHeader {
     pub(crate) magic: u32,
+    pub(crate) checksums: bool,
 }
 
 impl SimpleHeader {
@@ -109,14 +115,20 @@ impl SimpleHeader {
         crc32c::crc32c_append(c, tail)
     }
 
-    pub(crate) fn checksum_ok(block: &[u8]) -> bool {
+    pub(crate) fn checksum_ok(self, block: &[u8]) -> bool {
+        if !self.checksums {
+            return true;
+        }
         let stored = block
             .get(CRC_OFF..CRC_OFF + 4)
             .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         stored == Self::crc(block)
     }
 
-    pub(crate) fn seal(block: &mut [u8]) {
+    pub(crate) fn seal(self, block: &mut [u8]) {
+        if !self.checksums {
+            return;
+        }
         let c = Self::crc(block);
         if let Some(dst) = block.get_mut(CRC_OFF..CRC_OFF + 4) {
             dst.copy_from_slice(&c.to_le_bytes());

@@ -8,7 +8,8 @@ use crate::store::BlockAddr;
 /// tree, and the smallest complete example of a format.
 ///
 /// Records are 16 bytes, keys 8, pointers 8, after the 40-byte shared
-/// header; blocks carry a magic number, their own address and a crc32c.
+/// header; blocks carry a magic number, their own address and, with
+/// [`U64Map::with_checksums`], a crc32c.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct U64Map {
     header: SimpleHeader,
@@ -22,9 +23,18 @@ impl U64Map {
     /// The format, allowing trees of up to `max_height` levels.
     pub fn new(max_height: u16) -> Self {
         Self {
-            header: SimpleHeader { magic: Self::MAGIC },
+            header: SimpleHeader {
+                magic: Self::MAGIC,
+                checksums: false,
+            },
             max_height,
         }
+    }
+
+    /// The same format with a crc32c in every block, checked on every read.
+    pub fn with_checksums(mut self) -> Self {
+        self.header.checksums = true;
+        self
     }
 }
 
@@ -63,10 +73,10 @@ impl BtreeFormat for U64Map {
         self.header.check(block, addr, out)
     }
     fn checksum_ok(&self, block: &[u8]) -> bool {
-        SimpleHeader::checksum_ok(block)
+        self.header.checksum_ok(block)
     }
     fn seal(&self, block: &mut [u8]) {
-        SimpleHeader::seal(block);
+        self.header.seal(block);
     }
     fn decode_record(&self, raw: &[u8]) -> (u64, u64) {
         (be_u64(raw, 0), be_u64(raw, 8))

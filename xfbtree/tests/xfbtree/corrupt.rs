@@ -21,11 +21,16 @@ const BLKNO: usize = 24;
 
 type Tree = Btree<MemStore, U64Map>;
 
+/// The format under test, with checksums so that damage shows up as such.
+fn fmt() -> U64Map {
+    U64Map::default().with_checksums()
+}
+
 /// A four-level tree of 2000 records with keys 0, 10, 20, ...
 fn tree() -> Tree {
     let t = Btree::bulk_load(
         MemStore::new(BLOCK),
-        U64Map::default(),
+        fmt(),
         2000,
         (0..2000u64).map(|k| Ok::<_, std::io::Error>((k * 10, k))),
         &BloadOptions::default(),
@@ -53,10 +58,7 @@ fn block_at(t: &Tree, path: &[usize]) -> BlockAddr {
     let mut addr = root(t);
     for &i in path {
         let r = l.ptr(i);
-        addr = t
-            .store()
-            .read(addr, |b| U64Map::default().decode_ptr(&b[r]))
-            .unwrap();
+        addr = t.store().read(addr, |b| fmt().decode_ptr(&b[r])).unwrap();
     }
     addr
 }
@@ -64,9 +66,7 @@ fn block_at(t: &Tree, path: &[usize]) -> BlockAddr {
 fn poke(t: &mut Tree, addr: BlockAddr, off: usize, bytes: &[u8], reseal: bool) {
     t.store_mut().poke(addr, off, bytes).unwrap();
     if reseal {
-        t.store_mut()
-            .write(addr, |b| U64Map::default().seal(b))
-            .unwrap();
+        t.store_mut().write(addr, |b| fmt().seal(b)).unwrap();
     }
 }
 
@@ -190,7 +190,7 @@ fn keys_out_of_order_across_siblings() {
     let left = block_at(&t, &[0, 0, 0]);
     let leaf = block_at(&t, &[0, 0, 1]);
     let l = layout(&t);
-    let f = U64Map::default();
+    let f = fmt();
     // Make the second leaf start with the first leaf's last key, and its
     // parent agree, so that only the order across the siblings is wrong.
     let n_left = t
@@ -216,7 +216,7 @@ fn parent_key_disagrees_with_child() {
     let l = layout(&t);
     let k = t
         .store()
-        .read(node, |b| U64Map::default().decode_key(&b[l.key(2)]))
+        .read(node, |b| fmt().decode_key(&b[l.key(2)]))
         .unwrap();
     poke(&mut t, node, l.key(2).start, &(k - 1).to_be_bytes(), true);
     let p = expect(&t, &["parent-low-key"], child);
@@ -259,9 +259,7 @@ fn broken_sibling_links() {
     let mut t = tree();
     let n = t
         .store()
-        .read(root(&t), |b| {
-            U64Map::default().read_header(b).numrecs as usize
-        })
+        .read(root(&t), |b| fmt().read_header(b).numrecs as usize)
         .unwrap();
     let last = block_at(&t, &[n - 1]);
     poke(&mut t, last, RIGHT, &5u64.to_be_bytes(), true);
@@ -330,7 +328,7 @@ fn impossible_height() {
 
 #[test]
 fn overlapping_tree_high_keys() {
-    let f = Intervals::default();
+    let f = Intervals::default().with_checksums();
     let recs: Vec<Interval> = (0..400u64)
         .map(|i| Interval {
             start: i * 4,
@@ -471,7 +469,7 @@ proptest! {
         hits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..BLOCK, any::<u8>()), 1..8),
         starts in prop::collection::vec(0u64..2000, 1..20),
     ) {
-        let f = Intervals::default();
+        let f = Intervals::default().with_checksums();
         let recs: Vec<Interval> = (0..500u64).map(|i| Interval { start: i * 4, len: 1 + i % 9, owner: i % 3 }).collect();
         let mut t = Btree::bulk_load(MemStore::new(BLOCK), f, 500, recs.iter().map(|r| Ok::<_, std::io::Error>(*r)), &BloadOptions::default()).unwrap();
         let cap = t.store().capacity() as usize;

@@ -113,7 +113,9 @@ proptest! {
 /// root collapse at every level.
 #[test]
 fn grow_to_four_levels_and_shrink_to_empty() {
-    let mut tree = Btree::create(MemStore::new(BLOCK), U64Map::default()).unwrap();
+    // Checksums on: a write path that forgot to seal its block shows up.
+    let format = U64Map::default().with_checksums();
+    let mut tree = Btree::create(MemStore::new(BLOCK), format).unwrap();
     let n = 3000u64;
     // A fixed permutation: multiplication by an odd number modulo a power of two.
     let keys: Vec<u64> = (0..4096u64)

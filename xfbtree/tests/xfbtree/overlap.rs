@@ -50,7 +50,7 @@ proptest! {
         deletes in prop::collection::vec(any::<prop::sample::Index>(), 0..200),
         queries in prop::collection::vec((0u64..2100, 0u64..100, 0u64..7, 0u64..7), 1..40),
     ) {
-        let f = Intervals::default();
+        let f = Intervals::default().with_checksums();
         let mut tree = Btree::create(MemStore::new(BLOCK), f).unwrap();
         let mut model = BTreeMap::new();
         for r in &inserts {
