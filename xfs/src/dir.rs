@@ -104,9 +104,21 @@ impl Filesystem {
         }
     }
 
-    /// Looks `name` up in directory `dir`.
+    /// Looks `name` up in directory `dir`. On an ASCII case-insensitive
+    /// filesystem (`-n version=ci`) names that differ only in the case of
+    /// A-Z match, as in the kernel's `xfs_ascii_ci_compname`; an exact match
+    /// is preferred.
     pub fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<DirEntry>> {
-        Ok(self.read_dir(dir)?.into_iter().find(|e| e.name == name))
+        let entries = self.read_dir(dir)?;
+        if let Some(i) = entries.iter().position(|e| e.name == name) {
+            return Ok(entries.into_iter().nth(i));
+        }
+        if self.geometry().features.has_asciici() {
+            return Ok(entries
+                .into_iter()
+                .find(|e| e.name.eq_ignore_ascii_case(name)));
+        }
+        Ok(None)
     }
 
     /// Scans the data blocks of a block, leaf or node directory.

@@ -760,7 +760,8 @@ impl Superblock {
 
     /// Every field as `(name, value)`, named and formatted exactly as
     /// `xfs_db -c 'sb 0' -c print` prints them; `crc_ok` says whether the
-    /// CRC verified (printed as `(correct)` or `(bad)`).
+    /// CRC verified (printed as `(correct)` or `(bad)`; a v4 superblock's
+    /// CRC is `(unchecked)`).
     pub fn db_fields(&self, crc_ok: bool) -> Vec<(&'static str, String)> {
         // xfs_db prints "null" for all-ones values of these types.
         fn null64(v: u64) -> String {
@@ -846,7 +847,13 @@ impl Superblock {
                 format!(
                     "{} ({})",
                     hex(self.crc.swap_bytes().into()),
-                    if crc_ok { "correct" } else { "bad" }
+                    if !self.features().is_v5() {
+                        "unchecked"
+                    } else if crc_ok {
+                        "correct"
+                    } else {
+                        "bad"
+                    }
                 ),
             ),
             ("spino_align", self.spino_align.to_string()),
