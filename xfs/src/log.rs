@@ -351,7 +351,11 @@ pub fn log_state(dev: &dyn Device, geo: &Geometry) -> Result<LogState> {
         .start_daddr
         .to_bytes()
         .ok_or_else(|| Error::InvalidArgument("log start out of range".to_owned()))?;
-    let nbb = geo.log.bb_count;
+    log_state_at(dev, start, geo.log.bb_count, geo.uuid)
+}
+
+/// [`log_state`] for a log of `nbb` basic blocks at byte `start`.
+fn log_state_at(dev: &dyn Device, start: u64, nbb: u64, uuid: Uuid) -> Result<LogState> {
     if nbb < 2 {
         return Ok(LogState::Corrupt {
             reason: format!("log of {nbb} basic blocks is too small"),
@@ -365,11 +369,88 @@ pub fn log_state(dev: &dyn Device, geo: &Geometry) -> Result<LogState> {
         nbb,
         total_rec_bbs: rec_bbs * 8,
         rec_bbs,
-        uuid: geo.uuid,
+        uuid,
     };
     match reader.state() {
         Ok(s) => Ok(s),
         Err(ScanError::Io(e)) => Err(e),
         Err(ScanError::Bad(Inconsistent(reason))) => Ok(LogState::Corrupt { reason }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+    use proptest::prelude::*;
+
+    const UUID: Uuid = Uuid([7; 16]);
+
+    /// Writes a one-op record at `blk` with `cycle`, covering one data block.
+    fn record(log: &mut [u8], blk: usize, cycle: u32, flags: u8, tail: u64) {
+        let h = &mut log[blk * 512..blk * 512 + 512];
+        h.fill(0);
+        h[0..4].copy_from_slice(&fmt::HEADER_MAGIC.to_be_bytes());
+        h[4..8].copy_from_slice(&cycle.to_be_bytes());
+        h[8..12].copy_from_slice(&2u32.to_be_bytes());
+        h[12..16].copy_from_slice(&512u32.to_be_bytes());
+        h[16..24].copy_from_slice(&((u64::from(cycle) << 32) | blk as u64).to_be_bytes());
+        h[24..32].copy_from_slice(&tail.to_be_bytes());
+        h[40..44].copy_from_slice(&1u32.to_be_bytes());
+        h[304..320].copy_from_slice(&UUID.0);
+        h[320..324].copy_from_slice(&32768u32.to_be_bytes());
+        let d = &mut log[(blk + 1) * 512..(blk + 2) * 512];
+        d.fill(0);
+        d[0..4].copy_from_slice(&cycle.to_be_bytes());
+        d[9] = flags;
+    }
+
+    fn state(log: Vec<u8>) -> LogState {
+        let n = log.len() as u64 / 512;
+        log_state_at(&MemDevice::new(log), 0, n, UUID).unwrap()
+    }
+
+    #[test]
+    fn zeroed_clean_dirty() {
+        assert_eq!(state(vec![0; 64 * 512]), LogState::Zeroed);
+        let mut log = vec![0; 64 * 512];
+        record(&mut log, 0, 1, fmt::UNMOUNT_TRANS, 1 << 32);
+        assert_eq!(
+            state(log.clone()),
+            LogState::Clean {
+                head: LogPosition { cycle: 1, block: 2 }
+            }
+        );
+        record(&mut log, 2, 1, 0, 1 << 32);
+        assert_eq!(
+            state(log.clone()),
+            LogState::Dirty {
+                head: LogPosition { cycle: 1, block: 4 },
+                tail: LogPosition { cycle: 1, block: 0 }
+            }
+        );
+        // A record from another filesystem.
+        log[2 * 512 + 304] ^= 1;
+        assert!(matches!(state(log), LogState::Corrupt { .. }));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_logs_never_panic(log in proptest::collection::vec(any::<u8>(), 0..(40 * 512)),
+                                      stamps in proptest::collection::vec((0usize..40, 0u32..4, any::<bool>()), 0..8)) {
+            let mut log = log;
+            log.truncate(log.len() / 512 * 512);
+            let n = log.len() / 512;
+            for (blk, cycle, hdr) in stamps {
+                if blk + 1 < n {
+                    if hdr {
+                        record(&mut log, blk, cycle, 0x20, 0);
+                    } else {
+                        log[blk * 512..blk * 512 + 4].copy_from_slice(&cycle.to_be_bytes());
+                    }
+                }
+            }
+            let _ = state(log);
+        }
     }
 }
