@@ -153,15 +153,10 @@ impl Agf {
         geo: &Geometry,
     ) -> Result<Checked<Agf>, ShortBuffer> {
         let agf = Agf::from_bytes(sector)?;
-        let mut problems = Vec::new();
-        if !crc::verify(sector, CRC_OFFSET) {
-            problems.push(Problem {
-                structure: format!("AGF {}", agno.0),
-                field: "crc".to_owned(),
-                expected: format!("{:#x}", crc::compute(sector, CRC_OFFSET).unwrap_or(0)),
-                actual: format!("{:#x}", agf.crc),
-            });
-        }
+        let mut problems: Vec<Problem> =
+            crc::problem(sector, CRC_OFFSET, format!("AGF {}", agno.0))
+                .into_iter()
+                .collect();
         problems.extend(agf.verify(agno, geo));
         Ok(Checked {
             value: agf,

@@ -82,15 +82,10 @@ impl Agfl {
         agf: Option<&Agf>,
     ) -> Result<Checked<Agfl>, ShortBuffer> {
         let agfl = Agfl::from_bytes(sector)?;
-        let mut problems = Vec::new();
-        if !crc::verify(sector, CRC_OFFSET) {
-            problems.push(Problem {
-                structure: format!("AGFL {}", agno.0),
-                field: "crc".to_owned(),
-                expected: format!("{:#x}", crc::compute(sector, CRC_OFFSET).unwrap_or(0)),
-                actual: format!("{:#x}", agfl.crc),
-            });
-        }
+        let mut problems: Vec<Problem> =
+            crc::problem(sector, CRC_OFFSET, format!("AGFL {}", agno.0))
+                .into_iter()
+                .collect();
         problems.extend(agfl.verify(agno, geo, agf));
         Ok(Checked {
             value: agfl,

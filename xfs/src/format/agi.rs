@@ -135,15 +135,10 @@ impl Agi {
         geo: &Geometry,
     ) -> Result<Checked<Agi>, ShortBuffer> {
         let agi = Agi::from_bytes(sector)?;
-        let mut problems = Vec::new();
-        if !crc::verify(sector, CRC_OFFSET) {
-            problems.push(Problem {
-                structure: format!("AGI {}", agno.0),
-                field: "crc".to_owned(),
-                expected: format!("{:#x}", crc::compute(sector, CRC_OFFSET).unwrap_or(0)),
-                actual: format!("{:#x}", agi.crc),
-            });
-        }
+        let mut problems: Vec<Problem> =
+            crc::problem(sector, CRC_OFFSET, format!("AGI {}", agno.0))
+                .into_iter()
+                .collect();
         problems.extend(agi.verify(agno, geo));
         Ok(Checked {
             value: agi,

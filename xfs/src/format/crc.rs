@@ -42,6 +42,20 @@ pub fn update(buf: &mut [u8], crc_off: usize) -> Option<u32> {
     Some(crc)
 }
 
+/// A `crc` problem for `structure` if the CRC stored at `crc_off` does not
+/// match `buf`; `None` when it does.
+pub(crate) fn problem(buf: &[u8], crc_off: usize, structure: String) -> Option<super::Problem> {
+    if verify(buf, crc_off) {
+        return None;
+    }
+    Some(super::Problem {
+        structure,
+        field: "crc".to_owned(),
+        expected: format!("{:#x}", compute(buf, crc_off).unwrap_or(0)),
+        actual: format!("{:#x}", stored(buf, crc_off).unwrap_or(0)),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
