@@ -1,0 +1,255 @@
+//! An opened XFS filesystem image: validated superblock and geometry, log
+//! state, and readers for AG headers, inodes and blocks.
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::format::agf::Agf;
+use crate::format::agfl::Agfl;
+use crate::format::agi::Agi;
+use crate::format::dinode::Dinode;
+use crate::format::superblock::{self, SbKind, Superblock};
+use crate::format::{Checked, crc};
+use crate::geometry::Geometry;
+use crate::log::{LogState, log_state};
+use crate::types::{AgNumber, Daddr, FsBlock, Ino};
+
+/// The largest sector size XFS allows; the primary superblock is read in
+/// a buffer this big before its sector size is trusted.
+const MAX_SECTOR: usize = 32768;
+
+/// An inode read from disk: its raw bytes and decoded core.
+#[derive(Debug, Clone)]
+pub struct Inode {
+    /// The inode number.
+    pub ino: Ino,
+    /// The decoded core.
+    pub core: Dinode,
+    /// All `inode_size` bytes, forks included.
+    pub raw: Vec<u8>,
+}
+
+/// An open filesystem image.
+pub struct Filesystem {
+    dev: Box<dyn Device>,
+    sb: Superblock,
+    geo: Geometry,
+    log: LogState,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Filesystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filesystem")
+            .field("geometry", &self.geo)
+            .field("log", &self.log)
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Filesystem {
+    /// Opens the filesystem on `dev`: reads and validates the primary
+    /// superblock and the geometry, checks the device is large enough and
+    /// finds the log state.
+    ///
+    /// Fails with [`Error::NotXfs`], [`Error::Unsupported`] (v4, unknown or
+    /// unsupported features, external log, realtime) or
+    /// [`Error::Corrupt`] (every problem of the primary superblock). A dirty
+    /// log or NEEDSREPAIR only add [`warnings`](Self::warnings).
+    pub fn open(dev: Box<dyn Device>) -> Result<Filesystem> {
+        let size = dev.size();
+        let mut first = vec![0u8; 512];
+        dev.read_at(&mut first, 0)?;
+        let sb0 = Superblock::from_bytes(&first)?;
+        if sb0.magicnum != superblock::MAGIC {
+            return Err(Error::NotXfs {
+                magic: sb0.magicnum,
+            });
+        }
+        // Refuse v4 and unknown features before trusting any geometry.
+        let mut warnings = sb0
+            .features()
+            .check_supported()
+            .map_err(Error::Unsupported)?;
+        // The CRC covers one sector: read it once its size is plausible.
+        let sect = usize::from(sb0.sectsize);
+        let sector = if sect > 512 && sect <= MAX_SECTOR && sect.is_power_of_two() {
+            let mut s = vec![0u8; sect];
+            if u64::try_from(sect).is_ok_and(|l| l <= size) {
+                dev.read_at(&mut s, 0)?;
+            }
+            s
+        } else {
+            first
+        };
+        let sb = Superblock::from_bytes(&sector)?;
+        let geo = Geometry::from_superblock(&sb, &sector)?;
+        let need = sb.dblocks.saturating_mul(u64::from(sb.blocksize));
+        if size < need {
+            return Err(Error::Malformed {
+                what: "image".to_owned(),
+                reason: format!(
+                    "the device has {size} bytes but the filesystem needs {need} (dblocks {} x {} bytes): truncated image?",
+                    sb.dblocks, sb.blocksize
+                ),
+            });
+        }
+        let log = log_state(dev.as_ref(), &geo)?;
+        match &log {
+            LogState::Dirty { head, tail } => warnings.push(format!(
+                "the log is dirty (head {head}, tail {tail}): metadata may be missing committed changes; mount the filesystem to replay the log"
+            )),
+            LogState::Corrupt { reason } => {
+                warnings.push(format!("the log is corrupt: {reason}"));
+            }
+            LogState::Clean { .. } | LogState::Zeroed => {}
+        }
+        Ok(Filesystem {
+            dev,
+            sb,
+            geo,
+            log,
+            warnings,
+        })
+    }
+
+    /// The primary superblock.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The log state found at open time.
+    pub fn log_state(&self) -> &LogState {
+        &self.log
+    }
+
+    /// Conditions worth telling the user about (dirty log, NEEDSREPAIR,
+    /// unknown compatible features).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The device.
+    pub fn device(&self) -> &dyn Device {
+        self.dev.as_ref()
+    }
+
+    /// Reads `buf.len()` bytes at disk address `daddr`.
+    pub fn read_daddr(&self, daddr: Daddr, buf: &mut [u8]) -> Result<()> {
+        let off = daddr
+            .to_bytes()
+            .ok_or_else(|| Error::InvalidArgument(format!("{daddr} out of range")))?;
+        self.dev.read_at(buf, off)?;
+        Ok(())
+    }
+
+    /// Reads one sector of AG `agno`'s headers (0 SB, 1 AGF, 2 AGI, 3 AGFL).
+    fn read_ag_sector(&self, agno: AgNumber, sector: u32) -> Result<Vec<u8>> {
+        let daddr = self
+            .geo
+            .ag_header_daddr(agno, sector)
+            .ok_or_else(|| Error::InvalidArgument(format!("{agno} does not exist")))?;
+        let mut buf = vec![0u8; usize::try_from(self.geo.sector_size).unwrap_or(512)];
+        self.read_daddr(daddr, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads and verifies the superblock copy of AG `agno` (0: the primary,
+    /// re-read from disk).
+    pub fn read_sb(&self, agno: AgNumber) -> Result<Checked<Superblock>> {
+        let buf = self.read_ag_sector(agno, 0)?;
+        let kind = if agno.0 == 0 {
+            SbKind::Primary
+        } else {
+            SbKind::Secondary {
+                agno,
+                primary: &self.sb,
+            }
+        };
+        Ok(Superblock::check(&buf, kind)?)
+    }
+
+    /// True if the primary superblock's CRC is correct (for `xfs_db`-style
+    /// printing).
+    pub fn primary_crc_ok(&self) -> Result<bool> {
+        let buf = self.read_ag_sector(AgNumber(0), 0)?;
+        Ok(crc::verify(&buf, superblock::CRC_OFFSET))
+    }
+
+    /// Reads and verifies the AGF of AG `agno`.
+    pub fn read_agf(&self, agno: AgNumber) -> Result<Checked<Agf>> {
+        let buf = self.read_ag_sector(agno, 1)?;
+        Ok(Agf::check(&buf, agno, &self.geo)?)
+    }
+
+    /// Reads and verifies the AGI of AG `agno`.
+    pub fn read_agi(&self, agno: AgNumber) -> Result<Checked<Agi>> {
+        let buf = self.read_ag_sector(agno, 2)?;
+        Ok(Agi::check(&buf, agno, &self.geo)?)
+    }
+
+    /// Reads and verifies the AGFL of AG `agno`; `agf` (if readable) says
+    /// which slots are live.
+    pub fn read_agfl(&self, agno: AgNumber, agf: Option<&Agf>) -> Result<Checked<Agfl>> {
+        let buf = self.read_ag_sector(agno, 3)?;
+        Ok(Agfl::check(&buf, agno, &self.geo, agf)?)
+    }
+
+    /// Reads and verifies inode `ino` (magic, CRC, self-number, UUID and
+    /// the rest of `xfs_dinode_verify`). An inode number that cannot exist
+    /// is an [`Error::InvalidArgument`].
+    pub fn read_inode(&self, ino: Ino) -> Result<Checked<Inode>> {
+        let loc = self
+            .geo
+            .inode_location(ino)
+            .ok_or_else(|| Error::InvalidArgument(format!("{ino} is not a valid inode number")))?;
+        let mut raw = vec![0u8; usize::try_from(self.geo.inode_size).unwrap_or(512)];
+        self.dev.read_at(&mut raw, loc.byte_offset)?;
+        let checked = Dinode::check(&raw, ino, &self.geo)?;
+        Ok(Checked {
+            value: Inode {
+                ino,
+                core: checked.value,
+                raw,
+            },
+            problems: checked.problems,
+        })
+    }
+
+    /// Reads inode `ino` and fails with [`Error::Corrupt`] unless it
+    /// verifies.
+    pub fn read_inode_verified(&self, ino: Ino) -> Result<Inode> {
+        self.read_inode(ino)?
+            .into_verified()
+            .map_err(|problems| Error::Corrupt {
+                what: ino.to_string(),
+                problems,
+            })
+    }
+
+    /// Reads `count` filesystem blocks starting at `fsb` into a new
+    /// buffer. The run must lie inside one AG.
+    pub fn read_fsblocks(&self, fsb: FsBlock, count: u32) -> Result<Vec<u8>> {
+        if !self.geo.verify_fsb_extent(fsb, u64::from(count)) {
+            return Err(Error::InvalidArgument(format!(
+                "{fsb} + {count} blocks is not a valid extent"
+            )));
+        }
+        let daddr = self
+            .geo
+            .fsb_to_daddr(fsb)
+            .ok_or_else(|| Error::InvalidArgument(format!("{fsb} out of range")))?;
+        let len = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(usize::try_from(self.geo.block_size).ok()?))
+            .ok_or_else(|| Error::InvalidArgument("read too large".to_owned()))?;
+        let mut buf = vec![0u8; len];
+        self.read_daddr(daddr, &mut buf)?;
+        Ok(buf)
+    }
+}

@@ -1,0 +1,19 @@
+//! Integration tests of the xfs crate against images made by xfsprogs.
+//!
+//! xfsprogs (mkfs.xfs, xfs_db) is the oracle: superblock fields must print
+//! exactly as xfs_db prints them, whatever xfs_db's verifiers flag after a
+//! fuzz must be flagged by ours, and files written into an image must read
+//! back byte for byte through the path API.
+
+#[path = "xfs/common.rs"]
+mod common;
+#[path = "xfs/damage.rs"]
+mod damage;
+#[path = "xfs/fixtures.rs"]
+mod fixtures;
+#[path = "xfs/geometry.rs"]
+mod geometry;
+#[path = "xfs/log.rs"]
+mod log;
+#[path = "xfs/paths.rs"]
+mod paths;
