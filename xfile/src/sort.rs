@@ -1,0 +1,354 @@
+//! Sorting the records of an [`XFile`]: one in-memory sort when the data
+//! fits in the budget, else an external merge sort.
+//!
+//! The external sort reads and writes whole buffers with `pread`/`pwrite`
+//! around the page cache (the file's cache is flushed and dropped first, so
+//! the cache and the file cannot disagree), because streaming through the
+//! cache would only evict everything else to cache data read once.
+
+use std::cmp::Ordering;
+
+use zerocopy::IntoBytes;
+
+use crate::Record;
+use crate::error::StagingError;
+use crate::xfile::XFile;
+
+const fn rec_size<T>() -> u64 {
+    size_of::<T>() as u64
+}
+
+fn alloc_vec<T: Record>(n: u64) -> Result<Vec<T>, StagingError> {
+    let oom = || StagingError::Io {
+        op: "allocate a sort buffer",
+        source: std::io::ErrorKind::OutOfMemory.into(),
+    };
+    let n = usize::try_from(n).map_err(|_| oom())?;
+    T::new_vec_zeroed(n).map_err(|_| oom())
+}
+
+/// Sort records `0..n` of `file` by `cmp`. `mem_cap` limits the work memory
+/// (tests use it to force several merge passes).
+pub(crate) fn sort_file<T, F>(
+    file: &XFile,
+    n: u64,
+    cmp: &F,
+    mem_cap: Option<u64>,
+) -> Result<(), StagingError>
+where
+    T: Record,
+    F: Fn(&T, &T) -> Ordering + Sync,
+{
+    let size = rec_size::<T>();
+    if n < 2 || size == 0 {
+        return Ok(());
+    }
+    // n records of `size` bytes were written to the file, whose length is
+    // bounded by its max_len: no overflow.
+    let total = n * size;
+    let limit = file.budget().limit();
+    let cap = mem_cap.unwrap_or(u64::MAX);
+
+    if total <= limit && total <= cap {
+        // Fits: one read, one in-memory sort, one write.
+        if let Some(_res) = file.reserve(total, total) {
+            // Cache and work buffer fit side by side: copy through the cache.
+            let mut buf = alloc_vec::<T>(n)?;
+            file.read_at(buf.as_mut_bytes(), 0)?;
+            buf.sort_unstable_by(cmp);
+            return file.rewrite_at(buf.as_bytes(), 0);
+        }
+        file.drop_cache()?;
+        if let Some(_res) = file.reserve(total, total) {
+            let mut buf = alloc_vec::<T>(n)?;
+            file.read_uncached(buf.as_mut_bytes(), 0)?;
+            buf.sort_unstable_by(cmp);
+            return file.write_uncached(buf.as_bytes(), 0);
+        }
+    }
+
+    file.drop_cache()?;
+    let min = 3 * size;
+    let want = (limit / 2).min(total).min(cap).max(min);
+    let res = file
+        .reserve(want, min)
+        .ok_or_else(|| file.budget_exhausted(min))?;
+    let mem = res.bytes().min(cap).max(min);
+    let run_len = mem / size;
+
+    if n <= run_len {
+        let mut buf = alloc_vec::<T>(n)?;
+        file.read_uncached(buf.as_mut_bytes(), 0)?;
+        buf.sort_unstable_by(cmp);
+        return file.write_uncached(buf.as_bytes(), 0);
+    }
+
+    // Merge geometry: a page-sized buffer per input run plus one for the
+    // output, as many runs at once as the memory allows; with less than
+    // three pages, three equal buffers of whatever there is.
+    let page_recs = (file.page_size() as u64 / size).max(1);
+    let bufs = mem / (page_recs * size);
+    let (k, buf_recs) = if bufs >= 3 {
+        (bufs - 1, page_recs)
+    } else {
+        (2, (mem / size / 3).max(1))
+    };
+    let nruns = n.div_ceil(run_len);
+    let mut passes = 0u32;
+    let mut r = nruns;
+    while r > 1 {
+        r = r.div_ceil(k);
+        passes += 1;
+    }
+
+    // Runs go where the last merge pass ends in `file`.
+    let scratch = file.sibling(".sort")?;
+    let (mut src, mut dst): (&XFile, &XFile) = if passes % 2 == 1 {
+        (&scratch, file)
+    } else {
+        (file, &scratch)
+    };
+
+    let mut runs = Vec::new();
+    {
+        let mut buf = alloc_vec::<T>(run_len)?;
+        let mut start = 0u64;
+        while start < n {
+            let m = run_len.min(n - start);
+            let run = &mut buf[..m as usize];
+            file.read_uncached(run.as_mut_bytes(), start * size)?;
+            run.sort_unstable_by(cmp);
+            src.write_uncached(run.as_bytes(), start * size)?;
+            runs.push((start, start + m));
+            start += m;
+        }
+    }
+
+    let mut cursors: Vec<RunCursor<T>> = Vec::new();
+    for _ in 0..k.min(nruns) {
+        cursors.push(RunCursor {
+            next: 0,
+            end: 0,
+            buf: alloc_vec::<T>(buf_recs)?,
+            pos: 0,
+            len: 0,
+        });
+    }
+    let mut out = alloc_vec::<T>(buf_recs)?;
+    for _ in 0..passes {
+        let mut merged = Vec::with_capacity(runs.len().div_ceil(k as usize));
+        for group in runs.chunks(k as usize) {
+            merge_group(src, dst, group, &mut cursors, &mut out, cmp)?;
+            merged.push((group[0].0, group[group.len() - 1].1));
+        }
+        runs = merged;
+        std::mem::swap(&mut src, &mut dst);
+    }
+    debug_assert!(std::ptr::eq(src, file));
+    debug_assert_eq!(runs.len(), 1);
+    Ok(())
+}
+
+/// A sorted run being read one buffer at a time.
+struct RunCursor<T> {
+    /// Next record index to read from the file.
+    next: u64,
+    /// End of the run (record index).
+    end: u64,
+    buf: Vec<T>,
+    pos: usize,
+    len: usize,
+}
+
+impl<T: Record> RunCursor<T> {
+    fn start(&mut self, src: &XFile, start: u64, end: u64) -> Result<(), StagingError> {
+        self.next = start;
+        self.end = end;
+        self.pos = 0;
+        self.len = 0;
+        self.refill(src)
+    }
+
+    fn refill(&mut self, src: &XFile) -> Result<(), StagingError> {
+        let m = (self.end - self.next).min(self.buf.len() as u64) as usize;
+        src.read_uncached(self.buf[..m].as_mut_bytes(), self.next * rec_size::<T>())?;
+        self.next += m as u64;
+        self.pos = 0;
+        self.len = m;
+        Ok(())
+    }
+
+    #[inline]
+    fn pop(&mut self, src: &XFile) -> Result<Option<T>, StagingError> {
+        if self.pos == self.len {
+            if self.next == self.end {
+                return Ok(None);
+            }
+            self.refill(src)?;
+        }
+        let v = self.buf[self.pos];
+        self.pos += 1;
+        Ok(Some(v))
+    }
+}
+
+/// Merge the adjacent sorted runs `group` of `src` into the same records of
+/// `dst`.
+fn merge_group<T, F>(
+    src: &XFile,
+    dst: &XFile,
+    group: &[(u64, u64)],
+    cursors: &mut [RunCursor<T>],
+    out: &mut [T],
+    cmp: &F,
+) -> Result<(), StagingError>
+where
+    T: Record,
+    F: Fn(&T, &T) -> Ordering,
+{
+    let size = rec_size::<T>();
+    let mut out_pos = group[0].0;
+    let mut out_len = 0usize;
+    let mut heap: Vec<(T, usize)> = Vec::with_capacity(group.len());
+    for (i, &(start, end)) in group.iter().enumerate() {
+        let c = &mut cursors[i];
+        c.start(src, start, end)?;
+        if let Some(v) = c.pop(src)? {
+            heap.push((v, i));
+        }
+    }
+    for i in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, i, cmp);
+    }
+    while let Some(&(v, i)) = heap.first() {
+        out[out_len] = v;
+        out_len += 1;
+        if out_len == out.len() {
+            dst.write_uncached(out.as_bytes(), out_pos * size)?;
+            out_pos += out_len as u64;
+            out_len = 0;
+        }
+        match cursors[i].pop(src)? {
+            Some(next) => heap[0].0 = next,
+            None => {
+                heap.swap_remove(0);
+            }
+        }
+        sift_down(&mut heap, 0, cmp);
+    }
+    if out_len > 0 {
+        dst.write_uncached(out[..out_len].as_bytes(), out_pos * size)?;
+    }
+    Ok(())
+}
+
+/// Restore the min-heap order below `i`.
+#[inline]
+fn sift_down<T, F>(heap: &mut [(T, usize)], mut i: usize, cmp: &F)
+where
+    F: Fn(&T, &T) -> Ordering,
+{
+    let len = heap.len();
+    loop {
+        let l = 2 * i + 1;
+        if l >= len {
+            return;
+        }
+        let r = l + 1;
+        let c = if r < len && cmp(&heap[r].0, &heap[l].0) == Ordering::Less {
+            r
+        } else {
+            l
+        };
+        if cmp(&heap[c].0, &heap[i].0) == Ordering::Less {
+            heap.swap(i, c);
+            i = c;
+        } else {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryBudget, XFileOptions, XfArray};
+
+    fn opts() -> XFileOptions {
+        XFileOptions {
+            page_size: 4096,
+            ..XFileOptions::default()
+        }
+    }
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    /// Sorts with work memory of `mem` bytes, checks against `Vec::sort`.
+    fn check(n: u64, mem: u64, budget: u64, keys: u64) {
+        let b = MemoryBudget::new(budget);
+        let mut a = XfArray::<[u32; 2]>::with_options("sort-test", &b, opts()).expect("create");
+        let mut model = Vec::new();
+        let mut seed = n ^ mem;
+        for i in 0..n {
+            let v = [(lcg(&mut seed) % keys) as u32, i as u32];
+            a.append(v).expect("append");
+            model.push(v);
+        }
+        a.sort_by_with_memory(|x, y| x.cmp(y), mem).expect("sort");
+        model.sort();
+        let got: Vec<_> = a.iter().collect::<Result<_, _>>().expect("iter");
+        assert_eq!(got, model, "n={n} mem={mem} budget={budget}");
+        assert_eq!(
+            b.used(),
+            a.file().resident_pages() as u64 * 4096,
+            "work memory returned"
+        );
+    }
+
+    #[test]
+    fn in_memory_when_it_fits() {
+        check(1000, 1 << 20, 1 << 20, 1 << 30);
+    }
+
+    #[test]
+    fn one_merge_pass() {
+        // 64 KiB of data, 16 KiB of memory: 4 runs, fan-in 3 → 2 passes;
+        // with 32 KiB: 2 runs, fan-in 7 → 1 pass.
+        check(8192, 16 << 10, 1 << 20, 1 << 30);
+        check(8192, 32 << 10, 1 << 20, 1 << 30);
+    }
+
+    #[test]
+    fn many_passes_with_sub_page_buffers() {
+        // 24 bytes of memory: runs of 3 records, fan-in 2, buffers of one
+        // record: log2(700) passes.
+        check(2100, 24, 1 << 20, 50);
+        check(2101, 40, 1 << 20, 3);
+    }
+
+    #[test]
+    fn tiny_budget_external() {
+        // Budget of three pages, data of 40 pages: runs of 1.5 pages.
+        check(20_000, u64::MAX, 3 * 4096, 1000);
+    }
+
+    #[test]
+    fn budget_too_small_is_an_error() {
+        let b = MemoryBudget::new(8);
+        let mut a = XfArray::<u64>::with_options("small", &b, opts()).expect("create");
+        for i in 0..100u64 {
+            a.append(100 - i).expect("append");
+        }
+        let e = a
+            .sort_by(|x, y| x.cmp(y))
+            .expect_err("must not sort in 8 bytes");
+        assert!(matches!(e, StagingError::BudgetExhausted { .. }), "{e}");
+        // The data is intact.
+        assert_eq!(a.get(0).expect("get"), 100);
+    }
+}
