@@ -1039,10 +1039,13 @@ impl Inner {
 
     fn seek_hole(&self, from: u64) -> Result<u64, StagingError> {
         let len = self.len.load(Ordering::Acquire);
+        if from >= len {
+            return Ok(from);
+        }
         let mut pos = from;
         loop {
             if pos >= len {
-                return Ok(pos.max(from));
+                return Ok(len);
             }
             let h = self
                 .backing
