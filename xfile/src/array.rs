@@ -214,6 +214,14 @@ impl<T: Record> XfArray<T> {
     /// the budget's bound holds throughout; the scratch space on disk is up
     /// to the array's size again. Needs at least three records' worth of
     /// budget; else [`StagingError::BudgetExhausted`].
+    ///
+    /// An in-memory buffer of 65536 records or more is sorted as two halves
+    /// on the calling thread and one helper thread (hence `Sync`), then
+    /// merged while it is written back; a panic in `cmp` propagates.
+    ///
+    /// If the sort fails (full disk, I/O error), the array keeps its length,
+    /// but its order, and if the last merge pass failed its contents, are
+    /// unspecified: treat it as lost.
     pub fn sort_by<F>(&mut self, cmp: F) -> Result<(), StagingError>
     where
         F: Fn(&T, &T) -> Ordering + Sync,

@@ -171,11 +171,13 @@ impl XfBlob {
     /// released (whole pages) and the cookie stops working.
     pub fn free(&mut self, cookie: BlobCookie) -> Result<(), StagingError> {
         let h = self.header(cookie)?;
-        let span = (HEADER + h.len).next_multiple_of(ALIGN);
-        self.file.discard(cookie.offset..cookie.offset + span)?;
+        // Kill the header first: from here on the cookie is dead, whatever
+        // happens to the discard below.
+        self.file.write_at(&[0u8; HEADER as usize], cookie.offset)?;
         self.live -= 1;
         self.file.add_records(-1);
-        Ok(())
+        let span = (HEADER + h.len).next_multiple_of(ALIGN);
+        self.file.discard(cookie.offset..cookie.offset + span)
     }
 
     /// Free every blob. Cookies issued before stay invalid for good: ids

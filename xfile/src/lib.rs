@@ -56,8 +56,8 @@
 //! with no exception: a pin that cannot be charged fails instead of
 //! overdrawing. Not charged are per-structure constants: the page map
 //! (about 100 bytes per cached page), the one-page append buffer of an
-//! [`XfArray`], the one-page read buffer of an iterator, and the transient
-//! buffers of `discard`. The statistics report exactly the charged bytes.
+//! [`XfArray`], the one-page read buffer of an iterator, the 64 KiB merge
+//! buffer of a sort, and the transient buffers of `discard`. The statistics report exactly the charged bytes.
 //!
 //! **Spill.** The backing file is created with `O_TMPFILE` (mode 0600) in
 //! [`XFileOptions::tmpdir`], `$SCRUBD_TMPDIR` or the system temporary

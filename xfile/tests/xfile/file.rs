@@ -137,6 +137,7 @@ fn run(ops: Vec<Op>) {
     let f = XFile::with_options("model", &budget, opts).expect("create");
     let mut m = Model::default();
     let mut leases: Vec<PageLease<'_>> = Vec::new();
+    let (mut last_total_peak, mut last_file_peak) = (0, 0);
 
     // Whether pinning `page` must succeed now.
     let pin_ok = |leases: &[PageLease<'_>], page: u64| {
@@ -310,6 +311,16 @@ fn run(ops: Vec<Op>) {
         assert_eq!(f.stats().leases_held, leases.len() as u64);
         check_file(&f);
         check_budget(&budget);
+        // Peaks never go down.
+        let (tp, fp) = (
+            budget.stats().total.peak_resident_bytes,
+            f.stats().peak_resident_bytes,
+        );
+        assert!(
+            tp >= last_total_peak && fp >= last_file_peak,
+            "peak went down"
+        );
+        (last_total_peak, last_file_peak) = (tp, fp);
     }
     drop(leases);
     // Everything reads back at the end, from cache or file.
