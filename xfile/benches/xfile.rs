@@ -55,6 +55,10 @@ fn report(
     what: &str,
     target: f64,
 ) {
+    if xf.borrow().is_empty() || base.borrow().is_empty() {
+        // Filtered out on the command line.
+        return;
+    }
     let (x, b) = (median(&xf.borrow()), median(&base.borrow()));
     let ratio = x.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(

@@ -287,19 +287,20 @@ impl MemoryBudget {
     }
 
     /// Reserve up to `max` (at least `min`) bytes of work memory for
-    /// `counters`, shrinking the other structures if needed. `None` if not
-    /// even `min` bytes can be had.
+    /// `counters`, shrinking the other structures if needed and `shrink`
+    /// allows. `None` if not even `min` bytes can be had.
     pub(crate) fn reserve(
         &self,
         requester: u64,
         counters: &Arc<Counters>,
         max: u64,
         min: u64,
+        shrink: bool,
     ) -> Option<Reservation> {
         let min = min.min(max);
         for _ in 0..4 {
             let avail = self.inner.limit.saturating_sub(self.used());
-            if avail < max {
+            if avail < max && shrink {
                 self.shrink_others(requester, max - avail);
             }
             let avail = self.inner.limit.saturating_sub(self.used());

@@ -51,7 +51,9 @@ where
 
     if total <= limit && total <= cap {
         // Fits: one read, one in-memory sort, one write.
-        if let Some(_res) = file.reserve(total, total) {
+        // Only what is free now: shrinking the others is not worth it while
+        // our own cache can be dropped instead.
+        if let Some(_res) = file.reserve(total, total, false) {
             // Cache and work buffer fit side by side: copy through the cache.
             let mut buf = alloc_vec::<T>(n)?;
             file.read_at(buf.as_mut_bytes(), 0)?;
@@ -60,7 +62,7 @@ where
             });
         }
         file.drop_cache()?;
-        if let Some(_res) = file.reserve(total, total) {
+        if let Some(_res) = file.reserve(total, total, true) {
             let mut buf = alloc_vec::<T>(n)?;
             file.read_uncached(buf.as_mut_bytes(), 0)?;
             return sort_and_emit(&mut buf, cmp, |part, at| {
@@ -73,7 +75,7 @@ where
     let min = 3 * size;
     let want = (limit / 2).min(total).min(cap).max(min);
     let res = file
-        .reserve(want, min)
+        .reserve(want, min, true)
         .ok_or_else(|| file.budget_exhausted(min))?;
     let mem = res.bytes().min(cap).max(min);
     let run_len = mem / size;

@@ -431,10 +431,13 @@ impl XFile {
     }
 
     /// Reserve up to `max` (at least `min`) bytes of work memory charged to
-    /// this file, shrinking other structures of the budget if needed.
-    pub(crate) fn reserve(&self, max: u64, min: u64) -> Option<Reservation> {
+    /// this file, shrinking other structures of the budget if needed and
+    /// `shrink_others` allows.
+    pub(crate) fn reserve(&self, max: u64, min: u64, shrink_others: bool) -> Option<Reservation> {
         let inner = &*self.inner;
-        inner.budget.reserve(inner.id, &inner.counters, max, min)
+        inner
+            .budget
+            .reserve(inner.id, &inner.counters, max, min, shrink_others)
     }
 
     pub(crate) fn budget_exhausted(&self, needed: u64) -> StagingError {
@@ -650,18 +653,36 @@ impl Inner {
         self.counters.staged.fetch_add(self.ps(), RELAXED);
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StagingError> {
-        self.check_range(offset, buf.len() as u64)?;
+    /// Split `len` bytes at `offset` into per-page pieces: (file offset,
+    /// offset in the page, range in the caller's buffer).
+    fn pieces(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (u64, usize, Range<usize>)> + use<> {
         let ps = self.page_size;
         let mut done = 0usize;
-        while done < buf.len() {
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
             let pos = offset + done as u64;
-            let in_page = (pos & (self.ps() - 1)) as usize;
-            let n = (ps - in_page).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
+            let in_page = (pos & (ps as u64 - 1)) as usize;
+            let n = (ps - in_page).min(len - done);
+            let piece = done..done + n;
             done += n;
+            Some((pos, in_page, piece))
+        })
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StagingError> {
+        self.check_range(offset, buf.len() as u64)?;
+        for (pos, in_page, piece) in self.pieces(offset, buf.len()) {
+            let n = piece.len();
+            let out = &mut buf[piece];
             if pos >= self.len.load(Ordering::Acquire) {
-                // Nothing was ever written here (writes raise len first).
+                // Nothing at or past len holds data: every completed write
+                // has raised it.
                 out.fill(0);
                 continue;
             }
@@ -692,15 +713,10 @@ impl Inner {
     /// zeroing done by `discard`).
     fn write_at(&self, buf: &[u8], offset: u64, account: bool) -> Result<(), StagingError> {
         self.check_range(offset, buf.len() as u64)?;
-        let ps = self.page_size;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let in_page = (pos & (self.ps() - 1)) as usize;
-            let n = (ps - in_page).min(buf.len() - done);
-            let src = &buf[done..done + n];
-            done += n;
-            let fill = if n == ps {
+        for (pos, in_page, piece) in self.pieces(offset, buf.len()) {
+            let n = piece.len();
+            let src = &buf[piece];
+            let fill = if n == self.page_size {
                 Fill::Overwrite(src)
             } else {
                 Fill::Read
