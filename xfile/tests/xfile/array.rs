@@ -144,7 +144,7 @@ fn run(budget_pages: u64, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Three pages: every sort of more than a page and a half is external.
     #[test]

@@ -75,10 +75,11 @@ pub fn check_budget(budget: &MemoryBudget) {
 /// The file's resident bytes are exactly its cached pages.
 pub fn check_file(file: &XFile) {
     let st = file.stats();
+    let pages = file.resident_pages();
     assert_eq!(
         st.resident_bytes,
-        file.resident_pages() as u64 * file.page_size() as u64,
-        "resident bytes = pages x page size: {st:?}"
+        pages as u64 * file.page_size() as u64,
+        "resident bytes = pages x page size: {pages} pages, {st:?}"
     );
 }
 
