@@ -43,9 +43,15 @@
 //!    and a busy file is simply skipped;
 //! 3. otherwise does the I/O without the cache: `read_at`/`write_at` then
 //!    `pread`/`pwrite` the backing file directly, so ordinary I/O works with
-//!    any budget, even 0. Only pinned access ([`XFile::with_page`],
-//!    [`XFile::with_page_mut`], [`XFile::lease`]) and the sort's work buffer
-//!    need memory; they fail with [`StagingError::BudgetExhausted`].
+//!    any budget, even 0 (such uncached I/O holds the file's map lock, so
+//!    it is serialised per file: a starved budget is slow, never wrong).
+//!    Only pinned access ([`XFile::with_page`], [`XFile::with_page_mut`],
+//!    [`XFile::lease`]) and the sort's work buffer need memory; they fail
+//!    with [`StagingError::BudgetExhausted`].
+//!
+//! Reading bytes that were never written costs no memory: a page that is
+//! neither cached nor in the backing file is returned as zeros without
+//! being cached.
 //!
 //! **The bound.** Pinned pages are charged like any other, and nothing is
 //! cached without a successful charge, so at every instant

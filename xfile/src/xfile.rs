@@ -118,6 +118,10 @@ impl Drop for Pin {
 enum Fill<'s> {
     /// Fill the new page from the backing file.
     Read,
+    /// Like `Read`, but the caller only copies bytes out: a page that is
+    /// neither cached nor in the backing file is all zeros and need not be
+    /// cached at all (`Acquired::Hole`).
+    ReadOnly,
     /// The caller overwrites the whole page with these bytes.
     Overwrite(&'s [u8]),
 }
@@ -129,6 +133,9 @@ enum Acquired<'a> {
     /// No memory: the page is not cached, and stays so while this map guard
     /// is held. The caller does its I/O on the backing file.
     Direct(#[allow(dead_code)] MutexGuard<'a, PageMap>),
+    /// (`Fill::ReadOnly` only.) The page was never written back and is not
+    /// cached: it reads as zeros.
+    Hole,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -527,6 +534,17 @@ impl Inner {
                     filled: false,
                 });
             }
+            if matches!(fill, Fill::ReadOnly)
+                && idx << self.shift >= self.extent.load(Ordering::Acquire)
+            {
+                // Not cached, and the file has nothing there: zeros. (The
+                // extent only grows under the map lock or for cached pages.)
+                drop(map);
+                if spare.take().is_some() {
+                    self.budget.uncharge(ps, &self.counters);
+                }
+                return Ok(Acquired::Hole);
+            }
             let buf = match spare.take() {
                 Some(b) => Some(b),
                 None if self.budget.try_charge(ps, &self.counters) => {
@@ -607,7 +625,7 @@ impl Inner {
     fn fill_page(&self, idx: u64, buf: &mut [u8], fill: Fill<'_>) -> Result<(), StagingError> {
         match fill {
             Fill::Overwrite(src) => buf.copy_from_slice(src),
-            Fill::Read => {
+            Fill::Read | Fill::ReadOnly => {
                 let off = idx << self.shift;
                 if off >= self.extent.load(Ordering::Acquire) {
                     buf.fill(0);
@@ -639,7 +657,9 @@ impl Inner {
                         return Ok(pin);
                     }
                 }
-                Acquired::Direct(_) => return Err(self.budget_exhausted(self.ps())),
+                Acquired::Direct(_) | Acquired::Hole => {
+                    return Err(self.budget_exhausted(self.ps()));
+                }
             }
         }
     }
@@ -687,7 +707,7 @@ impl Inner {
                 continue;
             }
             loop {
-                match self.acquire(pos >> self.shift, Fill::Read, true)? {
+                match self.acquire(pos >> self.shift, Fill::ReadOnly, true)? {
                     Acquired::Cached { pin, .. } => {
                         let data = read_lock(&pin.page.data);
                         if !data.valid {
@@ -701,6 +721,10 @@ impl Inner {
                         let r = self.direct_read(out, pos);
                         drop(guard);
                         r?;
+                        break;
+                    }
+                    Acquired::Hole => {
+                        out.fill(0);
                         break;
                     }
                 }
@@ -744,6 +768,9 @@ impl Inner {
                         r?;
                         break;
                     }
+                    // Only answered to Fill::ReadOnly; were it ever seen
+                    // here, the retry asks with Fill::Read.
+                    Acquired::Hole => continue,
                 }
             }
             if account {

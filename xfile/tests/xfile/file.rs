@@ -606,3 +606,19 @@ fn records_figure_follows_add_records() {
     f.add_records(-100);
     assert_eq!(f.stats().records, 0);
 }
+
+#[test]
+fn reading_holes_caches_nothing() {
+    let budget = MemoryBudget::new(1 << 20);
+    let f = XFile::with_options("holes-read", &budget, small_pages()).expect("create");
+    f.write_at(b"tail", 100 * PS).expect("write");
+    let mut buf = vec![0xffu8; 64 * PS as usize];
+    f.read_at(&mut buf, 0).expect("read a never-written region");
+    assert!(buf.iter().all(|&b| b == 0));
+    assert_eq!(f.resident_pages(), 1, "only the written page is cached");
+    assert_eq!(f.stats().page_ins, 0);
+    // Once written back, the page is read from the file like any other.
+    f.drop_cache().expect("drop");
+    assert_eq!(f.load::<[u8; 4]>(100 * PS).expect("load"), *b"tail");
+    assert_eq!(f.stats().page_ins, 1);
+}
