@@ -22,8 +22,8 @@ pub enum StagingError {
         source: io::Error,
     },
 
-    /// The filesystem holding the backing file is full, or the file hit the
-    /// file size limit (ENOSPC, EFBIG).
+    /// The filesystem holding the backing file is full, the user's quota is
+    /// used up, or the file hit the file size limit (ENOSPC, EDQUOT, EFBIG).
     #[error(
         "no space left for staging data of {name:?} in {dir} while trying to {op}: {source}; \
          free space there or point SCRUBD_TMPDIR at a larger filesystem"
@@ -104,7 +104,7 @@ pub enum StagingError {
 
 impl StagingError {
     /// Build the right variant for an I/O error of the backing file:
-    /// ENOSPC and EFBIG become [`StagingError::NoSpace`].
+    /// ENOSPC, EDQUOT and EFBIG become [`StagingError::NoSpace`].
     pub(crate) fn from_io(
         name: &str,
         dir: &std::path::Path,
@@ -112,7 +112,9 @@ impl StagingError {
         source: io::Error,
     ) -> Self {
         match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge => StagingError::NoSpace {
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::FileTooLarge
+            | io::ErrorKind::QuotaExceeded => StagingError::NoSpace {
                 name: name.to_owned(),
                 dir: dir.to_owned(),
                 op,
@@ -125,5 +127,32 @@ impl StagingError {
     /// True for [`StagingError::NoSpace`].
     pub fn is_no_space(&self) -> bool {
         matches!(self, StagingError::NoSpace { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_errors_become_no_space() {
+        let dir = std::path::Path::new("/staging");
+        for errno in [
+            rustix::io::Errno::NOSPC,
+            rustix::io::Errno::FBIG,
+            rustix::io::Errno::DQUOT,
+        ] {
+            let e = StagingError::from_io("shadow", dir, "write back a page", errno.into());
+            assert!(e.is_no_space(), "{errno:?}: {e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("\"shadow\"")
+                    && msg.contains("/staging")
+                    && msg.contains("write back a page"),
+                "{msg}"
+            );
+        }
+        let e = StagingError::from_io("shadow", dir, "read", rustix::io::Errno::IO.into());
+        assert!(matches!(e, StagingError::Io { op: "read", .. }), "{e:?}");
     }
 }
