@@ -56,18 +56,22 @@ where
         if let Some(_res) = file.reserve(total, total, false) {
             // Cache and work buffer fit side by side: copy through the cache.
             let mut buf = alloc_vec::<T>(n)?;
-            file.read_at(buf.as_mut_bytes(), 0)?;
-            return sort_and_emit(&mut buf, cmp, |part, at| {
-                file.rewrite_at(part.as_bytes(), at * size)
-            });
+            return sort_in_memory(
+                &mut buf,
+                cmp,
+                |part, at| file.read_at(part.as_mut_bytes(), at * size),
+                |part, at| file.rewrite_at(part.as_bytes(), at * size),
+            );
         }
         file.drop_cache()?;
         if let Some(_res) = file.reserve(total, total, true) {
             let mut buf = alloc_vec::<T>(n)?;
-            file.read_uncached(buf.as_mut_bytes(), 0)?;
-            return sort_and_emit(&mut buf, cmp, |part, at| {
-                file.write_uncached(part.as_bytes(), at * size)
-            });
+            return sort_in_memory(
+                &mut buf,
+                cmp,
+                |part, at| file.read_uncached(part.as_mut_bytes(), at * size),
+                |part, at| file.write_uncached(part.as_bytes(), at * size),
+            );
         }
     }
 
@@ -82,10 +86,12 @@ where
 
     if n <= run_len {
         let mut buf = alloc_vec::<T>(n)?;
-        file.read_uncached(buf.as_mut_bytes(), 0)?;
-        return sort_and_emit(&mut buf, cmp, |part, at| {
-            file.write_uncached(part.as_bytes(), at * size)
-        });
+        return sort_in_memory(
+            &mut buf,
+            cmp,
+            |part, at| file.read_uncached(part.as_mut_bytes(), at * size),
+            |part, at| file.write_uncached(part.as_bytes(), at * size),
+        );
     }
 
     // Merge geometry: a page-sized buffer per input run plus one for the
@@ -121,10 +127,12 @@ where
         while start < n {
             let m = run_len.min(n - start);
             let run = &mut buf[..m as usize];
-            file.read_uncached(run.as_mut_bytes(), start * size)?;
-            sort_and_emit(run, cmp, |part, at| {
-                src.write_uncached(part.as_bytes(), (start + at) * size)
-            })?;
+            sort_in_memory(
+                run,
+                cmp,
+                |part, at| file.read_uncached(part.as_mut_bytes(), (start + at) * size),
+                |part, at| src.write_uncached(part.as_bytes(), (start + at) * size),
+            )?;
             runs.push((start, start + m));
             start += m;
         }
@@ -157,56 +165,104 @@ where
 
 /// Below this many records a sort runs on the calling thread only.
 const PARALLEL_MIN: usize = 1 << 16;
-/// Bytes handed to `emit` at a time while merging two halves (a small,
-/// uncharged buffer).
+/// Bytes handed to `emit` at a time while merging (a small, uncharged
+/// buffer per merging thread).
 const EMIT_BYTES: usize = 64 << 10;
 
-/// Sort `buf` and pass the sorted records to `emit(records, index)` in
-/// order. Large buffers are sorted as two halves on two threads (the
-/// comparator is `Sync` for this) and merged straight into `emit`, so the
-/// merge replaces the copy out that a single sort would need anyway.
-fn sort_and_emit<T, F>(
-    buf: &mut [T],
-    cmp: &F,
-    mut emit: impl FnMut(&[T], u64) -> Result<(), StagingError>,
-) -> Result<(), StagingError>
+/// Run `f` on a helper thread and `g` on this one, and return both results.
+/// `None` if no thread could be started (nothing has run then). A panic on
+/// the helper thread is propagated.
+fn join<A, B>(f: impl FnOnce() -> A + Send, g: impl FnOnce() -> B) -> Option<(A, B)>
+where
+    A: Send,
+{
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("xfile-sort".into())
+            .spawn_scoped(s, f)
+            .ok()?;
+        let b = g();
+        match helper.join() {
+            Ok(a) => Some((a, b)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Fill `buf` with `read(part, first_index)`, sort it, and hand the sorted
+/// records to `emit(records, first_index)`.
+///
+/// Buffers of [`PARALLEL_MIN`] records or more use two threads (the
+/// comparator is `Sync` for this): each reads and sorts one half, then each
+/// merges one half of the output, split where the merged order puts the
+/// middle, straight into `emit`. The merge thus replaces the copy out that
+/// a single sort needs anyway.
+fn sort_in_memory<T, F, R, E>(buf: &mut [T], cmp: &F, read: R, emit: E) -> Result<(), StagingError>
 where
     T: Record,
     F: Fn(&T, &T) -> Ordering + Sync,
+    R: Fn(&mut [T], u64) -> Result<(), StagingError> + Sync,
+    E: Fn(&[T], u64) -> Result<(), StagingError> + Sync,
 {
     let parallel = buf.len() >= PARALLEL_MIN
         && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    if !parallel {
-        buf.sort_unstable_by(cmp);
-        return emit(buf, 0);
-    }
     let mid = buf.len() / 2;
     let (a, b) = buf.split_at_mut(mid);
-    let spawned = std::thread::scope(|s| {
-        let helper = std::thread::Builder::new()
-            .name("xfile-sort".into())
-            .spawn_scoped(s, || a.sort_unstable_by(cmp));
-        b.sort_unstable_by(cmp);
-        match helper {
-            Ok(h) => {
-                if let Err(panic) = h.join() {
-                    std::panic::resume_unwind(panic);
-                }
-                true
-            }
-            Err(_) => false,
-        }
-    });
-    if !spawned {
-        // No thread to be had: sort the first half here too.
-        a.sort_unstable_by(cmp);
-    }
+    let fill_sort = |part: &mut [T], at: u64| -> Result<(), StagingError> {
+        read(part, at)?;
+        part.sort_unstable_by(cmp);
+        Ok(())
+    };
+    let halves = if parallel {
+        join(|| fill_sort(a, 0), || fill_sort(b, mid as u64))
+    } else {
+        None
+    };
+    let Some((ra, rb)) = halves else {
+        // One thread: the classic read, sort, write.
+        let whole = &mut *buf;
+        fill_sort(whole, 0)?;
+        return emit(whole, 0);
+    };
+    ra?;
+    rb?;
     let (a, b) = (&*a, &*b);
+    // Split the output in the middle: the first `half` merged records are
+    // a[..i] and b[..j]. `i` is the smallest index with b[j - 1] <= a[i],
+    // found by binary search (the condition only turns from false to true
+    // as i grows); then every record left of the split is <= every record
+    // right of it.
+    let half = (a.len() + b.len()) / 2;
+    let (mut lo, mut hi) = (half.saturating_sub(b.len()), half.min(a.len()));
+    while lo < hi {
+        let i = lo + (hi - lo) / 2;
+        if cmp(&b[half - i - 1], &a[i]) == Ordering::Greater {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let (i, j) = (lo, half - lo);
+    let merge_left = || merge_into(&a[..i], &b[..j], 0, cmp, &emit);
+    let merge_right = || merge_into(&a[i..], &b[j..], half as u64, cmp, &emit);
+    match join(merge_left, merge_right) {
+        Some((l, r)) => l.and(r),
+        None => merge_left().and_then(|()| merge_right()),
+    }
+}
+
+/// Merge the sorted slices `a` and `b` into `emit`, the first record going
+/// to index `at`.
+fn merge_into<T, F, E>(a: &[T], b: &[T], mut at: u64, cmp: &F, emit: &E) -> Result<(), StagingError>
+where
+    T: Record,
+    F: Fn(&T, &T) -> Ordering,
+    E: Fn(&[T], u64) -> Result<(), StagingError>,
+{
     let chunk = (EMIT_BYTES / size_of::<T>().max(1)).max(1);
     let mut out: Vec<T> = Vec::with_capacity(chunk);
-    let (mut i, mut j, mut at) = (0usize, 0usize, 0u64);
+    let (mut i, mut j) = (0usize, 0usize);
     while i < a.len() && j < b.len() {
-        // Take from the second half only when strictly smaller.
         if cmp(&b[j], &a[i]) == Ordering::Less {
             out.push(b[j]);
             j += 1;
@@ -401,8 +457,54 @@ mod tests {
     fn two_thread_sort_of_large_buffers() {
         // Above PARALLEL_MIN: halves sorted on two threads, then merged.
         check(200_001, 1 << 30, 1 << 30, 1000);
+        // Few distinct keys: the output split falls inside runs of equal
+        // records.
+        check(150_000, 1 << 30, 1 << 30, 2);
+        check(131_073, 1 << 30, 1 << 30, 1);
         // The same inside an external sort's runs.
         check(300_000, 1 << 20, 1 << 30, 1 << 30);
+    }
+
+    #[test]
+    fn parallel_merge_split_is_exact_with_equal_keys() {
+        // Compare by key only, so the split point lands among records the
+        // comparator calls equal; identical records too.
+        for (n, keys) in [
+            (PARALLEL_MIN, 1u64),
+            (PARALLEL_MIN + 1, 2),
+            (200_003, 3),
+            (100_000, 50_000),
+        ] {
+            let mut seed = n as u64;
+            let src: Vec<[u32; 2]> = (0..n)
+                .map(|i| [(lcg(&mut seed) % keys) as u32, (i % 7) as u32])
+                .collect();
+            let out = std::sync::Mutex::new(vec![[u32::MAX; 2]; n]);
+            let mut buf = vec![[0u32; 2]; n];
+            sort_in_memory(
+                &mut buf,
+                &|x: &[u32; 2], y: &[u32; 2]| x[0].cmp(&y[0]),
+                |part, at| {
+                    part.copy_from_slice(&src[at as usize..at as usize + part.len()]);
+                    Ok(())
+                },
+                |part, at| {
+                    let mut o = out.lock().expect("lock");
+                    o[at as usize..at as usize + part.len()].copy_from_slice(part);
+                    Ok(())
+                },
+            )
+            .expect("sort");
+            let got = out.into_inner().expect("lock");
+            assert!(
+                got.windows(2).all(|w| w[0][0] <= w[1][0]),
+                "n={n} keys={keys}: not sorted"
+            );
+            let (mut g, mut w) = (got.clone(), src.clone());
+            g.sort();
+            w.sort();
+            assert!(g == w, "n={n} keys={keys}: records lost or duplicated");
+        }
     }
 
     #[test]
