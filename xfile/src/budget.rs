@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 ///
 /// Cloning gives another handle to the same budget. Every [`crate::XFile`]
 /// charges a page to the budget before it caches it and uncharges it when the
-/// page is evicted or the file is dropped; the charge is a compare-and-swap
-/// against the limit, so the sum of charges never exceeds the limit. When the
+/// page is evicted or the file is dropped; a charge is checked and added
+/// atomically, so the sum of charges never exceeds the limit. When the
 /// budget is full, a file first evicts its own pages and then asks the other
 /// files of the same budget to shrink (see the crate documentation).
 #[derive(Clone)]

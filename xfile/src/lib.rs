@@ -32,8 +32,8 @@
 //! An [`XFile`] is cut into pages of [`XFileOptions::page_size`] bytes
 //! (64 KiB by default). A page that is read or written is brought into a
 //! per-file cache; before it is cached, its size is *charged* to the
-//! [`MemoryBudget`] with an atomic compare-and-swap against the limit.
-//! When the charge fails the file:
+//! [`MemoryBudget`], an atomic check-and-add against the limit. When the
+//! charge fails the file:
 //!
 //! 1. evicts one of its own unpinned pages (a clock scan: pages touched
 //!    since the hand last passed get a second chance), writing it to the
@@ -63,7 +63,12 @@
 //! overdrawing. Not charged are per-structure constants: the page map
 //! (about 100 bytes per cached page), the one-page append buffer of an
 //! [`XfArray`], the one-page read buffer of an iterator, the 64 KiB merge
-//! buffer of a sort, and the transient buffers of `discard`. The statistics report exactly the charged bytes.
+//! buffers of a sort, and the transient buffers of `discard`. The
+//! statistics report exactly the charged bytes.
+//!
+//! **Threads.** The crate starts no threads of its own except one scoped
+//! helper while [`XfArray::sort_by`] sorts a large buffer; it is joined
+//! before `sort_by` returns.
 //!
 //! **Spill.** The backing file is created with `O_TMPFILE` (mode 0600) in
 //! [`XFileOptions::tmpdir`], `$SCRUBD_TMPDIR` or the system temporary
