@@ -178,3 +178,87 @@ fn files_sharing_a_budget_stay_within_it_and_never_deadlock() {
     }
     check_budget(&budget);
 }
+
+/// One thread writes, discards and truncates its file and checks every
+/// read against a model, while another file of the same budget keeps
+/// shrinking it from another thread (its own pages are leased or dropped,
+/// so it must take memory from the first): evictions and write-backs race
+/// with discards and truncates.
+#[test]
+fn discard_and_truncate_race_with_eviction_from_another_file() {
+    const PAGES: u64 = 12;
+    let budget = MemoryBudget::new(6 * PS);
+    let a = XFile::with_options("a", &budget, small_pages()).expect("create");
+    let b = XFile::with_options("b", &budget, small_pages()).expect("create");
+    let stop = AtomicBool::new(false);
+    let shrinks = std::sync::atomic::AtomicU64::new(0);
+    // Taken before the race starts: pinning may fail while the other file
+    // is too busy to be shrunk, and that is not what this test is about.
+    let leases: Vec<_> = (0..3).map(|p| b.lease(p).expect("lease")).collect();
+    std::thread::scope(|s| {
+        let (b, stop, shrinks) = (&b, &stop, &shrinks);
+        s.spawn(move || {
+            let _leases = leases;
+            let mut seed = 99;
+            while !stop.load(Ordering::Relaxed) {
+                b.drop_cache().expect("drop b's cache");
+                let (x, y) = (3 + lcg(&mut seed) % 20, 3 + lcg(&mut seed) % 20);
+                let _ = b.with_page(x, |_| {
+                    let mut buf = [0u8; 16];
+                    b.read_at(&mut buf, y * PS).expect("nested read");
+                });
+                shrinks.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let mut model = vec![0u8; (PAGES * PS) as usize];
+        let mut len = 0u64;
+        let mut seed = 5;
+        for round in 0..4000u64 {
+            let off = lcg(&mut seed) % (PAGES * PS - 1);
+            let n = (1 + lcg(&mut seed) % (3 * PS)).min(PAGES * PS - off);
+            match lcg(&mut seed) % 8 {
+                0 => {
+                    a.discard(off..off + n).expect("discard");
+                    model[off as usize..(off + n) as usize].fill(0);
+                }
+                1 => {
+                    a.truncate(off).expect("truncate");
+                    model[off as usize..].fill(0);
+                    len = off;
+                }
+                _ => {
+                    let byte = (round % 255 + 1) as u8;
+                    a.write_at(&vec![byte; n as usize], off).expect("write");
+                    model[off as usize..(off + n) as usize].fill(byte);
+                    len = len.max(off + n);
+                }
+            }
+            let check = lcg(&mut seed) % (PAGES * PS - 512);
+            let mut buf = vec![0u8; 512];
+            a.read_at(&mut buf, check).expect("read");
+            assert_eq!(
+                &buf[..],
+                &model[check as usize..check as usize + 512],
+                "round {round} at {check}"
+            );
+            assert_eq!(a.len(), len);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut all = vec![0u8; model.len()];
+        a.read_at(&mut all, 0).expect("read all");
+        assert!(all == model, "final contents differ");
+    });
+    assert!(
+        a.stats().evictions > 0 && a.stats().bytes_spilled > 0,
+        "{:?}",
+        a.stats()
+    );
+    println!(
+        "other file's rounds: {}, a: {:?}",
+        shrinks.load(Ordering::Relaxed),
+        a.stats()
+    );
+    check_file(&a);
+    check_file(&b);
+    check_budget(&budget);
+}
