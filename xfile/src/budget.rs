@@ -46,8 +46,18 @@ struct Entry {
 /// Something that can give cached memory back to the budget.
 pub(crate) trait Shrinker: Send + Sync {
     /// Evict unpinned pages until about `want` bytes are freed, without ever
-    /// blocking on a lock another thread holds. Returns the bytes uncharged.
-    fn try_shrink(&self, want: u64) -> u64;
+    /// blocking on a lock another thread holds.
+    fn try_shrink(&self, want: u64) -> Shrunk;
+}
+
+/// What a round of shrinking achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shrunk {
+    /// Bytes uncharged.
+    pub(crate) freed: u64,
+    /// Some structure was skipped because its lock was taken: trying again
+    /// shortly may free memory.
+    pub(crate) busy: bool,
 }
 
 /// Exact statistics of one staging structure (or of all of them together),
@@ -274,29 +284,30 @@ impl MemoryBudget {
 
     /// Ask the structures of this budget other than `requester` to give back
     /// about `want` bytes. Never blocks on another structure's locks.
-    /// Returns the bytes freed.
-    pub(crate) fn shrink_others(&self, requester: u64, want: u64) -> u64 {
+    pub(crate) fn shrink_others(&self, requester: u64, want: u64) -> Shrunk {
         let others: Vec<Weak<dyn Shrinker>> = self
             .registry()
             .iter()
             .filter(|e| e.id != requester)
             .map(|e| e.shrinker.clone())
             .collect();
+        let mut total = Shrunk::default();
         if others.is_empty() {
-            return 0;
+            return total;
         }
         let start = self.inner.shrink_cursor.fetch_add(1, Relaxed) % others.len();
-        let mut freed = 0u64;
         for i in 0..others.len() {
-            if freed >= want {
+            if total.freed >= want {
                 break;
             }
             let Some(shrinker) = others[(start + i) % others.len()].upgrade() else {
                 continue;
             };
-            freed = freed.saturating_add(shrinker.try_shrink(want - freed));
+            let r = shrinker.try_shrink(want - total.freed);
+            total.freed = total.freed.saturating_add(r.freed);
+            total.busy |= r.busy;
         }
-        freed
+        total
     }
 
     /// Reserve up to `max` (at least `min`) bytes of work memory for
@@ -313,8 +324,8 @@ impl MemoryBudget {
         let min = min.min(max);
         for _ in 0..4 {
             let avail = self.inner.limit.saturating_sub(self.used());
-            if avail < max && shrink {
-                self.shrink_others(requester, max - avail);
+            if avail < max && shrink && self.shrink_others(requester, max - avail).busy {
+                std::thread::yield_now();
             }
             let avail = self.inner.limit.saturating_sub(self.used());
             let take = avail.min(max);
@@ -382,8 +393,8 @@ mod tests {
     fn snapshots_are_consistent_under_concurrent_charges() {
         struct Nothing;
         impl Shrinker for Nothing {
-            fn try_shrink(&self, _: u64) -> u64 {
-                0
+            fn try_shrink(&self, _: u64) -> Shrunk {
+                Shrunk::default()
             }
         }
         // Two threads per structure: a structure's own charge and uncharge

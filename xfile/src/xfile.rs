@@ -11,7 +11,7 @@ use std::sync::{
 
 use crate::Record;
 use crate::backing::Backing;
-use crate::budget::{Counters, MemoryBudget, Reservation, Shrinker, StagingStats};
+use crate::budget::{Counters, MemoryBudget, Reservation, Shrinker, Shrunk, StagingStats};
 use crate::error::StagingError;
 
 const RELAXED: Ordering = Ordering::Relaxed;
@@ -124,6 +124,16 @@ enum Fill<'s> {
     ReadOnly,
     /// The caller overwrites the whole page with these bytes.
     Overwrite(&'s [u8]),
+}
+
+/// Outcome of one eviction attempt.
+enum Victim {
+    /// A page was evicted; its buffer, still charged to the budget.
+    Freed(Box<[u8]>),
+    /// Every cached page is pinned (or there are none).
+    Nothing,
+    /// (Shrinking only.) The map lock was taken; nothing was tried.
+    Busy,
 }
 
 enum Acquired<'a> {
@@ -594,14 +604,21 @@ impl Inner {
             }
             round += 1;
             match self.evict_one(false) {
-                Ok(Some(b)) => {
+                Ok(Victim::Freed(b)) => {
                     spare = Some(b);
                     continue;
                 }
-                Ok(None) => {}
+                Ok(Victim::Nothing | Victim::Busy) => {}
                 Err(e) => last_err = Some(e),
             }
-            if self.budget.shrink_others(self.id, ps) > 0 {
+            let shrunk = self.budget.shrink_others(self.id, ps);
+            if shrunk.freed > 0 {
+                continue;
+            }
+            if shrunk.busy {
+                // Another file has evictable pages but its lock is taken:
+                // give it a moment rather than failing at once.
+                std::thread::yield_now();
                 continue;
             }
             break;
@@ -825,7 +842,7 @@ impl Inner {
     /// Evict one unpinned page with the clock algorithm, writing it back if
     /// dirty. Returns its buffer, still charged to the budget. `shrinking`:
     /// called on behalf of another file, so only try the map lock.
-    fn evict_one(&self, shrinking: bool) -> Result<Option<Box<[u8]>>, StagingError> {
+    fn evict_one(&self, shrinking: bool) -> Result<Victim, StagingError> {
         let mut failures = 0;
         let mut last_err = None;
         for _ in 0..MAX_ACQUIRE_ROUNDS {
@@ -833,7 +850,7 @@ impl Inner {
                 match self.map.try_lock() {
                     Ok(m) => m,
                     Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+                    Err(std::sync::TryLockError::WouldBlock) => return Ok(Victim::Busy),
                 }
             } else {
                 self.lock_map()
@@ -841,7 +858,7 @@ impl Inner {
             let Some((idx, victim)) = Self::clock_pick(&mut map) else {
                 return match last_err {
                     Some(e) => Err(e),
-                    None => Ok(None),
+                    None => Ok(Victim::Nothing),
                 };
             };
             // pins was 0 under the map lock: nobody holds the data lock.
@@ -854,7 +871,7 @@ impl Inner {
                 drop(data);
                 map.pages.remove(&idx);
                 drop(map);
-                return Ok(Some(self.take_evicted(&victim)));
+                return Ok(Victim::Freed(self.take_evicted(&victim)));
             }
             drop(map);
             let wb = self.write_back(idx, &victim, &data);
@@ -873,14 +890,14 @@ impl Inner {
             if victim.pins.load(Ordering::Acquire) == 1 && !victim.dirty.load(Ordering::Acquire) {
                 map.pages.remove(&idx);
                 drop(map);
-                return Ok(Some(self.take_evicted(&victim)));
+                return Ok(Victim::Freed(self.take_evicted(&victim)));
             }
             drop(map);
             victim.pins.fetch_sub(1, Ordering::AcqRel);
         }
         match last_err {
             Some(e) => Err(e),
-            None => Ok(None),
+            None => Ok(Victim::Nothing),
         }
     }
 
@@ -1120,19 +1137,23 @@ impl Inner {
 }
 
 impl Shrinker for Inner {
-    fn try_shrink(&self, want: u64) -> u64 {
-        let mut freed = 0;
-        while freed < want {
+    fn try_shrink(&self, want: u64) -> Shrunk {
+        let mut shrunk = Shrunk::default();
+        while shrunk.freed < want {
             match self.evict_one(true) {
-                Ok(Some(buf)) => {
+                Ok(Victim::Freed(buf)) => {
                     drop(buf);
                     self.budget.uncharge(self.ps(), &self.counters);
-                    freed += self.ps();
+                    shrunk.freed += self.ps();
                 }
-                _ => break,
+                Ok(Victim::Busy) => {
+                    shrunk.busy = true;
+                    break;
+                }
+                Ok(Victim::Nothing) | Err(_) => break,
             }
         }
-        freed
+        shrunk
     }
 }
 
