@@ -85,14 +85,17 @@ struct PageMap {
 ///
 /// Lock rules: `pins` is only raised while the map lock is held, so a page
 /// seen with `pins == 0` under the map lock is not in use and nobody holds
-/// its data lock. The map lock is never held while blocking on anything
-/// else (only `try_*` on page locks), which is what makes nested access
-/// and cross-file shrinking deadlock-free.
+/// its data lock. The map lock is never held while blocking on another
+/// lock (only `try_*` on page locks and other files' maps; the budget's
+/// charge lock is a leaf), which is what makes nested access and
+/// cross-file shrinking deadlock-free. It is held across system calls on
+/// the backing file only for uncached I/O and hole punching.
 struct Page {
     pins: AtomicUsize,
     referenced: AtomicBool,
-    /// Changed only with the data lock held for writing (set) or for reading
-    /// during write-back (cleared); read without the lock by `seek_data`.
+    /// Changed only with the data lock held: set for writing, cleared by
+    /// write-back (read lock) or discard (write lock). Read without the
+    /// lock by the seek functions and eviction's first look.
     dirty: AtomicBool,
     data: RwLock<PageData>,
 }
