@@ -86,7 +86,7 @@ struct PageMap {
 /// Lock rules: `pins` is only raised while the map lock is held, so a page
 /// seen with `pins == 0` under the map lock is not in use and nobody holds
 /// its data lock. The map lock is never held while blocking on another
-/// lock (only `try_*` on page locks and other files' maps; the budget's
+/// lock (only `try_*` on page locks; the budget's
 /// charge lock is a leaf), which is what makes nested access and
 /// cross-file shrinking deadlock-free. It is held across system calls on
 /// the backing file only for uncached I/O and hole punching.
