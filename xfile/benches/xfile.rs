@@ -69,6 +69,18 @@ fn report(
     );
 }
 
+/// Run `once` `iters` times; it returns the time of the part it measures.
+/// Each time is also kept in `log` for the ratio.
+fn timed(iters: u64, log: &RefCell<Vec<Duration>>, mut once: impl FnMut() -> Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let d = once();
+        total += d;
+        log.borrow_mut().push(d);
+    }
+    total
+}
+
 fn configure<'a>(
     c: &'a mut Criterion,
     name: &str,
@@ -89,8 +101,7 @@ fn bench_sort(c: &mut Criterion, name: &str, data: &[Rec], budget: u64, target: 
     let mut g = configure(c, name);
     g.bench_function("xfarray", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            timed(iters, &xf, || {
                 let budget = MemoryBudget::new(budget);
                 let mut a = XfArray::<Rec>::new("bench-sort", &budget).expect("create");
                 a.extend_from_slice(data).expect("fill");
@@ -99,25 +110,20 @@ fn bench_sort(c: &mut Criterion, name: &str, data: &[Rec], budget: u64, target: 
                 a.sort_by(|x, y| x.key.cmp(&y.key)).expect("sort");
                 let d = t.elapsed();
                 black_box(a.get(N as u64 / 2).expect("get"));
-                total += d;
-                xf.borrow_mut().push(d);
-            }
-            total
+                d
+            })
         })
     });
     g.bench_function("vec", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            timed(iters, &base, || {
                 let mut v = data.to_vec();
                 let t = Instant::now();
                 v.sort_unstable_by_key(|r| r.key);
                 let d = t.elapsed();
                 black_box(v[N / 2].key);
-                total += d;
-                base.borrow_mut().push(d);
-            }
-            total
+                d
+            })
         })
     });
     g.finish();
@@ -139,17 +145,13 @@ fn append_scan(c: &mut Criterion) {
     let budget = MemoryBudget::new(2 * DATA_BYTES);
     g.bench_function("xfarray", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            timed(iters, &xf, || {
                 let t = Instant::now();
                 let mut a = XfArray::<Rec>::new("bench-append", &budget).expect("create");
                 let mut s = 7;
                 for i in 0..N as u64 {
-                    a.append(Rec {
-                        key: splitmix(&mut s),
-                        payload: i,
-                    })
-                    .expect("append");
+                    let key = splitmix(&mut s);
+                    a.append(Rec { key, payload: i }).expect("append");
                 }
                 let mut sum = 0u64;
                 for r in a.iter() {
@@ -157,36 +159,27 @@ fn append_scan(c: &mut Criterion) {
                     sum = sum.wrapping_add(r.key ^ r.payload);
                 }
                 black_box(sum);
-                let d = t.elapsed();
-                total += d;
-                xf.borrow_mut().push(d);
-            }
-            total
+                t.elapsed()
+            })
         })
     });
     g.bench_function("vec", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            timed(iters, &base, || {
                 let t = Instant::now();
                 let mut v = Vec::new();
                 let mut s = 7;
                 for i in 0..N as u64 {
-                    v.push(Rec {
-                        key: splitmix(&mut s),
-                        payload: i,
-                    });
+                    let key = splitmix(&mut s);
+                    v.push(Rec { key, payload: i });
                 }
                 let mut sum = 0u64;
                 for r in black_box(&v) {
                     sum = sum.wrapping_add(r.key ^ r.payload);
                 }
                 black_box(sum);
-                let d = t.elapsed();
-                total += d;
-                base.borrow_mut().push(d);
-            }
-            total
+                t.elapsed()
+            })
         })
     });
     g.finish();

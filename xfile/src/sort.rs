@@ -63,21 +63,15 @@ where
                 |part, at| file.rewrite_at(part.as_bytes(), at * size),
             );
         }
-        file.drop_cache()?;
-        if let Some(_res) = file.reserve(total, total, true) {
-            let mut buf = alloc_vec::<T>(n)?;
-            return sort_in_memory(
-                &mut buf,
-                cmp,
-                |part, at| file.read_uncached(part.as_mut_bytes(), at * size),
-                |part, at| file.write_uncached(part.as_bytes(), at * size),
-            );
-        }
     }
 
+    // From here on the file's cache is empty and all I/O bypasses it. Work
+    // memory: all the data if the budget could hold it (then this is one
+    // in-memory sort after all), else runs of half the budget.
     file.drop_cache()?;
     let min = 3 * size;
-    let want = (limit / 2).min(total).min(cap).max(min);
+    let want = if total <= limit { total } else { limit / 2 };
+    let want = want.min(cap).max(min);
     let res = file
         .reserve(want, min, true)
         .ok_or_else(|| file.budget_exhausted(min))?;
