@@ -1,15 +1,14 @@
 //! File block mappings: which filesystem blocks hold which file blocks.
 //!
-//! Extents-format forks are decoded here. Btree-format forks (a bmbt whose
-//! root lives in the inode) need the `xfbtree` engine's walk; until it is
-//! wired in, [`Filesystem::mappings`] refuses them with a clear
-//! [`Error::Unsupported`] naming the inode and fork, and every caller goes
-//! through that one function, so the btree walk plugs in there.
+//! Extents-format forks are decoded here; btree-format forks (a bmbt whose
+//! root lives in the inode) are walked with the `xfbtree` engine. Every
+//! caller goes through [`Filesystem::mappings`], which checks the records
+//! of both the same way.
 
 use crate::error::{Error, Result};
 use crate::format::Problem;
 use crate::format::bmbt_rec::{self, BmbtIrec};
-use crate::format::dinode::{Fork, ForkFormat};
+use crate::format::dinode::{BmdrRoot, Fork, ForkFormat};
 use crate::fs::{Filesystem, Inode};
 use crate::types::{FileOffset, FsBlock};
 
@@ -58,37 +57,58 @@ impl Filesystem {
     /// Each record is checked (`xfs_bmap_validate_extent`): a non-zero
     /// length, file offsets that fit, blocks inside one AG past its headers,
     /// records in order without overlap. A fork that fails is
-    /// [`Error::Corrupt`]. Local and device forks have no mappings
-    /// ([`Error::WrongFileType`]); btree forks are [`Error::Unsupported`]
-    /// until the bmbt walk lands.
+    /// [`Error::Corrupt`]. Btree-format forks are read through the btree
+    /// engine, every block checked; a bmbt the engine cannot walk is
+    /// [`Error::Malformed`]. Local and device forks have no mappings
+    /// ([`Error::WrongFileType`]).
     pub fn mappings(&self, inode: &Inode, fork: Fork) -> Result<Vec<Extent>> {
         let core = &inode.core;
-        match core.fork_format(fork) {
-            ForkFormat::Extents => {}
-            ForkFormat::Btree => {
-                return Err(Error::Unsupported(format!(
-                    "bmbt-format fork ({} {fork}): reading block-mapping btrees is not implemented yet",
-                    inode.ino
-                )));
-            }
+        if fork == Fork::Attr && !core.has_attr_fork() {
+            return Ok(Vec::new());
+        }
+        let what = format!("{} {fork}", inode.ino);
+        let n = core.extents(fork);
+        let (records, field_of): (Vec<BmbtIrec>, fn(usize) -> String) = match core.fork_format(fork)
+        {
+            ForkFormat::Extents => (self.fork_extent_records(inode, fork)?, |i| {
+                format!("u3.bmx[{i}]")
+            }),
+            ForkFormat::Btree => (self.bmbt_records(inode, fork)?, |i| {
+                format!("bmbt record {i}")
+            }),
             other => {
                 return Err(Error::WrongFileType {
                     ino: inode.ino.0,
                     reason: format!("{fork} is in {other:?} format and has no block mappings"),
                 });
             }
+        };
+        if u64::try_from(records.len()).unwrap_or(u64::MAX) != n {
+            return Err(Error::Corrupt {
+                what: what.clone(),
+                problems: vec![Problem {
+                    structure: inode.ino.to_string(),
+                    field: match fork {
+                        Fork::Data => "core.nextents".to_owned(),
+                        Fork::Attr => "core.naextents".to_owned(),
+                    },
+                    expected: format!("{} (mappings found)", records.len()),
+                    actual: n.to_string(),
+                }],
+            });
         }
-        if fork == Fork::Attr && !core.has_attr_fork() {
-            return Ok(Vec::new());
-        }
-        let geo = self.geometry();
+        self.check_mappings(&what, &records, field_of)
+    }
+
+    /// The packed records of an extents-format fork.
+    fn fork_extent_records(&self, inode: &Inode, fork: Fork) -> Result<Vec<BmbtIrec>> {
+        let core = &inode.core;
         let bytes = core.fork_bytes(&inode.raw, fork);
         let n = core.extents(fork);
-        let what = format!("{} {fork}", inode.ino);
         let max = u64::try_from(bytes.len() / bmbt_rec::SIZE).unwrap_or(0);
         if n > max {
             return Err(Error::Corrupt {
-                what,
+                what: format!("{} {fork}", inode.ino),
                 problems: vec![Problem {
                     structure: inode.ino.to_string(),
                     field: match fork {
@@ -100,18 +120,59 @@ impl Filesystem {
                 }],
             });
         }
-        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        let mut problems = Vec::new();
-        let mut prev_end = 0u64;
-        for (i, rec) in bytes
+        Ok(bytes
             .chunks_exact(bmbt_rec::SIZE)
             .take(usize::try_from(n).unwrap_or(0))
-            .enumerate()
+            .filter_map(BmbtIrec::unpack_slice)
+            .collect())
+    }
+
+    /// The records of a btree-format fork, in key order, read through the
+    /// btree engine. Fails on any block the engine finds corrupt and on a
+    /// tree holding more records than the inode says it maps.
+    fn bmbt_records(&self, inode: &Inode, fork: Fork) -> Result<Vec<BmbtIrec>> {
+        let what = format!("{} {fork}", inode.ino);
+        let malformed = |reason: String| Error::Malformed {
+            what: what.clone(),
+            reason,
+        };
+        let root = BmdrRoot::parse(inode.core.fork_bytes(&inode.raw, fork))
+            .map_err(|e| malformed(format!("bmbt root: {e}")))?;
+        let tree = self.bmbt(inode, fork, &root)?;
+        let limit = inode.core.extents(fork);
+        let mut cursor = tree
+            .cursor_first()
+            .map_err(|e| malformed(format!("bmbt: {e}")))?;
+        let mut out = Vec::new();
+        while let Some(rec) = cursor
+            .next_record()
+            .map_err(|e| malformed(format!("bmbt: {e}")))?
         {
-            let Some(r) = BmbtIrec::unpack_slice(rec) else {
-                break;
-            };
-            let field = format!("u3.bmx[{i}]");
+            if u64::try_from(out.len()).unwrap_or(u64::MAX) >= limit {
+                return Err(malformed(format!(
+                    "the bmbt holds more than the {limit} mappings the inode records"
+                )));
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Checks mapping records (`xfs_bmap_validate_extent`) and turns them
+    /// into extents.
+    fn check_mappings(
+        &self,
+        what: &str,
+        records: &[BmbtIrec],
+        field_of: fn(usize) -> String,
+    ) -> Result<Vec<Extent>> {
+        let geo = self.geometry();
+        let what = what.to_owned();
+        let mut out = Vec::with_capacity(records.len());
+        let mut problems = Vec::new();
+        let mut prev_end = 0u64;
+        for (i, r) in records.iter().enumerate() {
+            let field = field_of(i);
             let mut bad = |why: String| {
                 problems.push(Problem {
                     structure: what.clone(),

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bmap;
+pub mod btree;
 pub mod device;
 pub mod dir;
 pub mod error;

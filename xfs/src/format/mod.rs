@@ -16,6 +16,7 @@ pub mod agf;
 pub mod agfl;
 pub mod agi;
 pub mod bmbt_rec;
+pub mod btree;
 pub mod crc;
 pub mod dinode;
 pub mod dir2;
