@@ -1,0 +1,300 @@
+//! Running a registry over a target: dependency waves, in parallel, with a
+//! deterministic report.
+
+use crate::context::ScrubContext;
+use crate::error::ScrubError;
+use crate::finding::{Finding, FindingKind, Findings};
+use crate::health::Health;
+use crate::scrubber::{Applicability, ItemId, Registry, Scope, ScrubTarget};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run only these scrubbers (by name); all when `None`. Dependencies
+    /// not selected are not run; they only order what is.
+    pub only: Option<Vec<String>>,
+    /// Worker threads; the number of CPUs when `None`.
+    pub threads: Option<usize>,
+}
+
+/// How an item ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum ItemStatus {
+    /// The scrubber ran to the end.
+    Done,
+    /// The structure does not exist on this target.
+    Absent {
+        /// Why.
+        reason: String,
+    },
+    /// The check could not be done (a warning finding says why).
+    Impossible {
+        /// Why.
+        reason: String,
+    },
+    /// The scrubber stopped early (its findings include an `incomplete`).
+    Failed {
+        /// Why.
+        error: String,
+        /// Whether the cause was operational (I/O and the like) rather than
+        /// staging or cancellation.
+        operational: bool,
+    },
+    /// Not run, or stopped, because the run was cancelled.
+    Cancelled,
+}
+
+/// The outcome of one item.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemReport {
+    /// Which item.
+    pub item: ItemId,
+    /// How it ended.
+    #[serde(flatten)]
+    pub status: ItemStatus,
+    /// What it found, in the order found.
+    pub findings: Vec<Finding>,
+    /// The health it established.
+    pub health: Health,
+    /// Wall time spent.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// The outcome of a run: every item in registry order, then group order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Items, in report order.
+    pub items: Vec<ItemReport>,
+    /// Whether the run was cancelled before every item finished.
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// Every finding, in report order.
+    pub fn findings(&self) -> impl Iterator<Item = (&ItemId, &Finding)> {
+        self.items
+            .iter()
+            .flat_map(|i| i.findings.iter().map(move |f| (&i.item, f)))
+    }
+
+    /// Number of findings of each kind.
+    pub fn counts(&self) -> BTreeMap<FindingKind, u64> {
+        let mut m = BTreeMap::new();
+        for (_, f) in self.findings() {
+            *m.entry(f.kind).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Whether any finding means damage.
+    pub fn has_damage(&self) -> bool {
+        self.findings().any(|(_, f)| f.kind.is_damage())
+    }
+
+    /// Whether any item failed for an operational reason.
+    pub fn has_operational_error(&self) -> bool {
+        self.items.iter().any(|i| {
+            matches!(
+                i.status,
+                ItemStatus::Failed {
+                    operational: true,
+                    ..
+                }
+            )
+        })
+    }
+}
+
+/// Runs the selected scrubbers of `registry` over `target`.
+///
+/// Items run in waves: an item runs once every item it depends on has
+/// finished; the items of a wave run in parallel on a pool of
+/// `opts.threads` threads. Whatever the schedule, the report lists items in
+/// registry order and then group order, each with its findings in the order
+/// its scrubber emitted them.
+///
+/// Fails only when the request itself is wrong (an unknown scrubber name,
+/// a thread pool that cannot be built); problems of items are in the report.
+pub fn run<T: ScrubTarget + ?Sized>(
+    target: &T,
+    registry: &Registry<T>,
+    ctx: &ScrubContext,
+    opts: &RunOptions,
+) -> Result<Report, ScrubError> {
+    let selected = registry.select(opts.only.as_deref())?;
+    let groups = target.group_count();
+
+    // Expand scrubbers into items, in report order.
+    let mut items: Vec<(usize, ItemId)> = Vec::new();
+    for &s in &selected {
+        let sc = registry.at(s);
+        match sc.scope() {
+            Scope::Group => {
+                for g in 0..groups {
+                    items.push((
+                        s,
+                        ItemId {
+                            scrubber: sc.name(),
+                            group: Some(g),
+                        },
+                    ));
+                }
+            }
+            Scope::Whole => items.push((
+                s,
+                ItemId {
+                    scrubber: sc.name(),
+                    group: None,
+                },
+            )),
+        }
+    }
+
+    // Wave of each item: one more than the deepest selected dependency.
+    // Registration order guarantees dependencies come first.
+    let mut wave_of: BTreeMap<ItemId, usize> = BTreeMap::new();
+    for (s, id) in &items {
+        let mut wave = 0;
+        for dep in registry.at(*s).depends_on() {
+            for (_, did) in items.iter().filter(|(_, d)| d.scrubber == *dep) {
+                let relevant = match (id.group, did.group) {
+                    (Some(g), Some(dg)) => g == dg,
+                    _ => true,
+                };
+                if relevant && let Some(w) = wave_of.get(did) {
+                    wave = wave.max(w + 1);
+                }
+            }
+        }
+        wave_of.insert(id.clone(), wave);
+    }
+    let waves = wave_of.values().copied().max().map_or(0, |w| w + 1);
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.unwrap_or(0))
+        .thread_name(|i| format!("scrub-{i}"))
+        .build()
+        .map_err(ScrubError::operational)?;
+
+    let mut results: BTreeMap<ItemId, ItemReport> = BTreeMap::new();
+    for wave in 0..waves {
+        let batch: Vec<&(usize, ItemId)> = items
+            .iter()
+            .filter(|(_, id)| wave_of.get(id) == Some(&wave))
+            .collect();
+        let done: Vec<ItemReport> = pool.install(|| {
+            use rayon::prelude::*;
+            batch
+                .par_iter()
+                .map(|(s, id)| run_item(target, registry, *s, id, ctx))
+                .collect()
+        });
+        for r in done {
+            results.insert(r.item.clone(), r);
+        }
+    }
+
+    let mut report = Report::default();
+    for (_, id) in &items {
+        if let Some(r) = results.remove(id) {
+            report.cancelled |= r.status == ItemStatus::Cancelled;
+            report.items.push(r);
+        }
+    }
+    Ok(report)
+}
+
+fn run_item<T: ScrubTarget + ?Sized>(
+    target: &T,
+    registry: &Registry<T>,
+    s: usize,
+    id: &ItemId,
+    ctx: &ScrubContext,
+) -> ItemReport {
+    let sc = registry.at(s);
+    let start = Instant::now();
+    let mut out = Findings::new();
+    let finish = |status: ItemStatus, findings: Findings| {
+        let findings = findings.into_vec();
+        let health = match status {
+            ItemStatus::Done | ItemStatus::Failed { .. } => Health::from_findings(&findings),
+            _ => Health::Unchecked,
+        };
+        ctx.health().set(id.scrubber, id.group, health);
+        ctx.progress()
+            .finish(id, findings.iter().map(|f| f.kind).min());
+        ItemReport {
+            item: id.clone(),
+            status,
+            findings,
+            health,
+            elapsed: start.elapsed(),
+        }
+    };
+    if ctx.cancel_token().is_cancelled() {
+        return finish(ItemStatus::Cancelled, out);
+    }
+    match sc.applies(target) {
+        Applicability::Applies => {}
+        Applicability::Absent(reason) => return finish(ItemStatus::Absent { reason }, out),
+        Applicability::Impossible(reason) => {
+            let mut f = Finding::new(
+                FindingKind::Warning,
+                id.scrubber,
+                format!("{}.not-possible", id.scrubber),
+                format!("check not possible: {reason}"),
+            );
+            if let Some(g) = id.group {
+                f = f.group(g);
+            }
+            out.push(f);
+            return finish(ItemStatus::Impossible { reason }, out);
+        }
+    }
+    ctx.progress().begin(id, 0);
+    // A bug in one scrubber must not take the whole run down: a panic ends
+    // the item as an operational failure and the run goes on.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sc.scrub(target, id, ctx, &mut out)
+    }))
+    .unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(ScrubError::Internal(format!(
+            "scrubber {} panicked: {what}",
+            id.scrubber
+        )))
+    });
+    match result {
+        Ok(()) => finish(ItemStatus::Done, out),
+        Err(ScrubError::Cancelled) => finish(ItemStatus::Cancelled, out),
+        Err(e) => {
+            let operational = !matches!(e, ScrubError::Staging(_));
+            let mut f = Finding::new(
+                FindingKind::Incomplete,
+                id.scrubber,
+                format!("{}.incomplete", id.scrubber),
+                format!("check incomplete: {e}"),
+            );
+            if let Some(g) = id.group {
+                f = f.group(g);
+            }
+            out.push(f);
+            finish(
+                ItemStatus::Failed {
+                    error: e.to_string(),
+                    operational,
+                },
+                out,
+            )
+        }
+    }
+}
