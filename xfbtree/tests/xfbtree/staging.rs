@@ -41,7 +41,7 @@ fn five_million_records_under_an_eight_mib_budget() {
         x ^= x >> 7;
         x ^= x << 17;
         let k = x % (3 * n + 10);
-        let hit = (k % 3 == 0 && k < 3 * n).then(|| (k, value(k)));
+        let hit = (k.is_multiple_of(3) && k < 3 * n).then(|| (k, value(k)));
         assert_eq!(tree.lookup(&k, Lookup::Eq).unwrap(), hit, "eq {k}");
         let le = (k.min(3 * (n - 1)) / 3) * 3;
         assert_eq!(
