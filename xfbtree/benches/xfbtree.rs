@@ -1,8 +1,9 @@
 //! Benchmarks of the btree engine, each against the obvious alternative
 //! measured in the same run:
 //!
-//! - random insert of 1 M u64-keyed records vs `BTreeMap::insert`
-//!   (target: at least 0.5x BTreeMap's throughput);
+//! - random insert of 1 M u64-keyed records vs `BTreeMap::insert`, into
+//!   plain memory and into a resident staging store (target: at least 0.5x
+//!   BTreeMap's throughput);
 //! - bulk load of 10 M sorted records vs the insert path (target: at least
 //!   10x the insert path's throughput).
 //!
@@ -14,7 +15,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use xfbtree::formats::U64Map;
-use xfbtree::{BloadOptions, Btree, MemStore};
+use xfbtree::{BloadOptions, Btree, MemStore, XfileStore};
+use xfile::MemoryBudget;
 
 const BLOCK: usize = 4096;
 const INSERTS: u64 = 1_000_000;
@@ -43,6 +45,18 @@ fn insert_btreemap(keys: &[u64]) -> usize {
 
 fn insert_xfbtree(keys: &[u64]) -> Btree<MemStore, U64Map> {
     let mut t = Btree::create(MemStore::new(BLOCK), U64Map::default()).expect("create");
+    for k in keys {
+        t.insert(&(*k, *k)).expect("insert");
+    }
+    t
+}
+
+/// The same into a staging tree in pageable memory, with a budget that
+/// keeps it resident ("while resident").
+fn insert_xfile(keys: &[u64]) -> Btree<XfileStore, U64Map> {
+    let budget = MemoryBudget::new(1 << 30);
+    let store = XfileStore::new("bench", &budget, BLOCK).expect("store");
+    let mut t = Btree::create(store, U64Map::default()).expect("create");
     for k in keys {
         t.insert(&(*k, *k)).expect("insert");
     }
@@ -83,6 +97,7 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("btreemap", |b| b.iter(|| insert_btreemap(black_box(&k))));
     g.bench_function("xfbtree_mem", |b| b.iter(|| insert_xfbtree(black_box(&k))));
+    g.bench_function("xfbtree_xfile", |b| b.iter(|| insert_xfile(black_box(&k))));
     g.finish();
 
     let mut g = c.benchmark_group("bulk_load_10m");
@@ -97,6 +112,13 @@ fn benches(c: &mut Criterion) {
         "ratio insert_1m_random: {:.2}x BTreeMap's throughput (xfbtree {:.0} ms / BTreeMap {:.0} ms; target >= 0.5x)",
         map.as_secs_f64() / tree.as_secs_f64(),
         ms(tree),
+        ms(map)
+    );
+    let staged = best(5, || insert_xfile(&k));
+    println!(
+        "ratio insert_1m_random (xfile store): {:.2}x BTreeMap's throughput (xfbtree {:.0} ms / BTreeMap {:.0} ms; target >= 0.5x)",
+        map.as_secs_f64() / staged.as_secs_f64(),
+        ms(staged),
         ms(map)
     );
     let load = best(3, || bulk_load(BULK));

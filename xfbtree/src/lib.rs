@@ -68,6 +68,7 @@ mod query;
 pub mod store;
 mod tree;
 pub mod verify;
+mod xfile_store;
 
 pub use bload::{BloadOptions, BloadTarget, BuiltTree, Geometry, bulk_load};
 pub use cursor::{Cursor, Range};
@@ -77,3 +78,4 @@ pub use layout::Layout;
 pub use node::KeyRange;
 pub use store::{BlockAddr, BlockStore, MemStore, StoreError};
 pub use tree::{Btree, InlineRoot, Lookup, NodeEntry, Root};
+pub use xfile_store::XfileStore;

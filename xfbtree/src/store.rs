@@ -40,6 +40,12 @@ pub enum StoreError {
     /// No block could be allocated.
     #[error("no free block left in the store")]
     NoSpace,
+    /// The store cannot use blocks of this size.
+    #[error("unusable block size {0}")]
+    BadBlockSize(usize),
+    /// The staging memory behind the store failed (I/O, disk full, budget).
+    #[error(transparent)]
+    Staging(#[from] xfile::StagingError),
     /// Any other failure of the underlying medium.
     #[error("block {addr}: {source}")]
     Io {

@@ -73,6 +73,8 @@ pub struct Btree<S, F: BtreeFormat> {
     pub(crate) layout: Layout,
     pub(crate) root: Root<F::Key>,
     len: Option<u64>,
+    /// Reused by every change for its descent path.
+    path: Vec<Step>,
 }
 
 /// A child step of a descent: the node and the entry index taken in it.
@@ -118,6 +120,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
             layout,
             root: Root::Block { addr, height: 1 },
             len: Some(0),
+            path: Vec::new(),
         })
     }
 
@@ -130,6 +133,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
             layout,
             root,
             len: None,
+            path: Vec::new(),
         })
     }
 
@@ -263,23 +267,44 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
 
     /// Descends from the root towards `key`; returns the node steps taken
     /// and the leaf reached.
-    fn descend(&self, key: &F::Key) -> Result<(Vec<Step>, BlockAddr), BtreeError> {
+    fn descend(
+        &self,
+        key: &F::Key,
+        mut path: Option<&mut Vec<Step>>,
+    ) -> Result<BlockAddr, BtreeError> {
         let height = self.check_height()?;
-        let mut path = Vec::with_capacity(usize::from(height));
         let (mut addr, mut level) = match &self.root {
             Root::Block { addr, .. } => (*addr, height - 1),
             Root::Inline(_) => return Err(BtreeError::InlineRoot),
         };
+        if let Some(p) = path.as_deref_mut() {
+            p.clear();
+        }
         while level > 0 {
             let next = self.read_block(addr, level, |b, n| {
                 let i = self.codec().choose_child(b, n, key);
                 self.child(addr, level, b, i).map(|c| (i, c))
             })??;
-            path.push((addr, next.0));
+            if let Some(p) = path.as_deref_mut() {
+                p.push((addr, next.0));
+            }
             addr = next.1;
             level -= 1;
         }
-        Ok((path, addr))
+        Ok(addr)
+    }
+
+    /// Descends towards `key` for a change: the node steps go in the
+    /// tree's reusable path buffer, which the caller hands back.
+    fn descend_for_update(&mut self, key: &F::Key) -> Result<(Vec<Step>, BlockAddr), BtreeError> {
+        let mut path = std::mem::take(&mut self.path);
+        match self.descend(key, Some(&mut path)) {
+            Ok(leaf) => Ok((path, leaf)),
+            Err(e) => {
+                self.path = path;
+                Err(e)
+            }
+        }
     }
 
     /// The record with key `key` (or nearest, per `mode`).
@@ -292,7 +317,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
                         .next_record()?
                         .filter(|r| self.format.record_key(r) == *key));
                 }
-                let (_, leaf) = self.descend(key)?;
+                let leaf = self.descend(key, None)?;
                 self.read_block(leaf, 0, |b, n| {
                     self.codec()
                         .search_leaf(b, n, key)
@@ -345,14 +370,30 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
     pub fn insert(&mut self, record: &F::Record) -> Result<(), BtreeError> {
         self.root_block_for_update()?;
         let key = self.format.record_key(record);
-        let (path, leaf) = self.descend(&key)?;
+        let (path, leaf) = self.descend_for_update(&key)?;
+        let result = self.insert_at(record, &key, &path, leaf);
+        self.path = path;
+        result?;
+        if let Some(n) = &mut self.len {
+            *n += 1;
+        }
+        Ok(())
+    }
+
+    fn insert_at(
+        &mut self,
+        record: &F::Record,
+        key: &F::Key,
+        path: &[Step],
+        leaf: BlockAddr,
+    ) -> Result<(), BtreeError> {
         // The common case in one pass over the leaf: check it, find the
         // slot and, when there is room, insert in place.
         let (format, layout) = (&self.format, &self.layout);
         let outcome: Result<Option<(usize, bool)>, String> = self.store.write(leaf, |b| {
             let n = check_block(format, layout, b, leaf, 0)?;
             let codec = Codec { format, layout };
-            let pos = match codec.search_leaf(b, n, &key) {
+            let pos = match codec.search_leaf(b, n, key) {
                 Ok(_) => return Ok(None),
                 Err(p) => p,
             };
@@ -377,15 +418,12 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
             // A new first record changes the leaf's key in its parent; in
             // an overlapping tree any record may raise the high key.
             if pos == 0 || self.layout.overlapping {
-                self.fix_keys(&path, 1, leaf)?;
+                self.fix_keys(path, 1, leaf)?;
             }
         } else {
             let mut raw = vec![0; self.layout.record_len];
             self.format.encode_record(record, &mut raw);
-            self.insert_entry(&path, 0, leaf, pos, Entry::Record(raw))?;
-        }
-        if let Some(n) = &mut self.len {
-            *n += 1;
+            self.insert_entry(path, 0, leaf, pos, Entry::Record(raw))?;
         }
         Ok(())
     }
@@ -395,7 +433,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
     pub fn update(&mut self, record: &F::Record) -> Result<Option<F::Record>, BtreeError> {
         self.root_block_for_update()?;
         let key = self.format.record_key(record);
-        let (path, leaf) = self.descend(&key)?;
+        let (path, leaf) = self.descend_for_update(&key)?;
         let found = self.read_block(leaf, 0, |b, n| {
             self.codec()
                 .search_leaf(b, n, &key)
@@ -413,13 +451,14 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
         if self.layout.overlapping {
             self.fix_keys(&path, 1, leaf)?;
         }
+        self.path = path;
         Ok(Some(old))
     }
 
     /// Removes the record with this key and returns it.
     pub fn delete(&mut self, key: &F::Key) -> Result<Option<F::Record>, BtreeError> {
         self.root_block_for_update()?;
-        let (path, leaf) = self.descend(key)?;
+        let (path, leaf) = self.descend_for_update(key)?;
         let found = self.read_block(leaf, 0, |b, n| {
             self.codec()
                 .search_leaf(b, n, key)
@@ -430,6 +469,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
             return Ok(None);
         };
         self.remove_entry(&path, 0, leaf, pos)?;
+        self.path = path;
         if let Some(n) = &mut self.len {
             *n = n.saturating_sub(1);
         }

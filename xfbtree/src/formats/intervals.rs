@@ -60,6 +60,7 @@ impl Intervals {
 }
 
 impl Default for Intervals {
+    #[inline]
     fn default() -> Self {
         Self::new(16)
     }
@@ -69,39 +70,51 @@ impl BtreeFormat for Intervals {
     type Record = Interval;
     type Key = IntervalKey;
 
+    #[inline]
     fn header_len(&self) -> usize {
         HEADER_LEN
     }
+    #[inline]
     fn record_len(&self) -> usize {
         24
     }
+    #[inline]
     fn key_len(&self) -> usize {
         16
     }
+    #[inline]
     fn ptr_len(&self) -> usize {
         8
     }
+    #[inline]
     fn overlapping(&self) -> bool {
         true
     }
+    #[inline]
     fn max_height(&self) -> u16 {
         self.max_height
     }
+    #[inline]
     fn read_header(&self, block: &[u8]) -> BlockHeader {
         self.header.read(block)
     }
+    #[inline]
     fn write_header(&self, block: &mut [u8], addr: BlockAddr, header: &BlockHeader) {
         self.header.write(block, addr, header);
     }
+    #[inline]
     fn check_header(&self, block: &[u8], addr: BlockAddr, out: &mut Vec<FieldProblem>) -> Trust {
         self.header.check(block, addr, out)
     }
+    #[inline]
     fn checksum_ok(&self, block: &[u8]) -> bool {
         self.header.checksum_ok(block)
     }
+    #[inline]
     fn seal(&self, block: &mut [u8]) {
         self.header.seal(block);
     }
+    #[inline]
     fn decode_record(&self, raw: &[u8]) -> Interval {
         Interval {
             start: be_u64(raw, 0),
@@ -109,33 +122,40 @@ impl BtreeFormat for Intervals {
             owner: be_u64(raw, 16),
         }
     }
+    #[inline]
     fn encode_record(&self, r: &Interval, raw: &mut [u8]) {
         put_be_u64(raw, 0, r.start);
         put_be_u64(raw, 8, r.len);
         put_be_u64(raw, 16, r.owner);
     }
+    #[inline]
     fn decode_key(&self, raw: &[u8]) -> IntervalKey {
         IntervalKey {
             start: be_u64(raw, 0),
             owner: be_u64(raw, 8),
         }
     }
+    #[inline]
     fn encode_key(&self, key: &IntervalKey, raw: &mut [u8]) {
         put_be_u64(raw, 0, key.start);
         put_be_u64(raw, 8, key.owner);
     }
+    #[inline]
     fn decode_ptr(&self, raw: &[u8]) -> BlockAddr {
         BlockAddr(be_u64(raw, 0))
     }
+    #[inline]
     fn encode_ptr(&self, addr: BlockAddr, raw: &mut [u8]) {
         put_be_u64(raw, 0, addr.0);
     }
+    #[inline]
     fn record_key(&self, r: &Interval) -> IntervalKey {
         IntervalKey {
             start: r.start,
             owner: r.owner,
         }
     }
+    #[inline]
     fn record_high_key(&self, r: &Interval) -> IntervalKey {
         IntervalKey {
             start: r.start.saturating_add(r.len.saturating_sub(1)),

@@ -33,6 +33,7 @@ const NONE: u64 = u64::MAX;
 const HEADER_LEN: usize = 40;
 const CRC_OFF: usize = 32;
 
+#[inline]
 fn be_u64(raw: &[u8], off: usize) -> u64 {
     let mut b = [0u8; 8];
     if let Some(src) = raw.get(off..off + 8) {
@@ -41,12 +42,14 @@ fn be_u64(raw: &[u8], off: usize) -> u64 {
     u64::from_be_bytes(b)
 }
 
+#[inline]
 fn put_be_u64(raw: &mut [u8], off: usize, v: u64) {
     if let Some(dst) = raw.get_mut(off..off + 8) {
         dst.copy_from_slice(&v.to_be_bytes());
     }
 }
 
+#[inline]
 fn sibling(v: u64) -> Option<BlockAddr> {
     (v != NONE).then_some(BlockAddr(v))
 }
@@ -59,6 +62,7 @@ pub(crate) struct SimpleHeader {
 }
 
 impl SimpleHeader {
+    #[inline]
     pub(crate) fn read(self, block: &[u8]) -> BlockHeader {
         let level = block
             .get(4..6)
@@ -74,6 +78,7 @@ impl SimpleHeader {
         }
     }
 
+    #[inline]
     pub(crate) fn write(self, block: &mut [u8], addr: BlockAddr, h: &BlockHeader) {
         if block.len() < HEADER_LEN {
             return;
@@ -88,6 +93,7 @@ impl SimpleHeader {
         block[32..40].fill(0);
     }
 
+    #[inline]
     pub(crate) fn check(self, block: &[u8], addr: BlockAddr, out: &mut Vec<FieldProblem>) -> Trust {
         let magic = block
             .get(0..4)
@@ -107,6 +113,7 @@ impl SimpleHeader {
         Trust::Usable
     }
 
+    #[inline]
     fn crc(block: &[u8]) -> u32 {
         let head = block.get(..CRC_OFF).unwrap_or(&[]);
         let tail = block.get(CRC_OFF + 4..).unwrap_or(&[]);
@@ -115,6 +122,7 @@ impl SimpleHeader {
         crc32c::crc32c_append(c, tail)
     }
 
+    #[inline]
     pub(crate) fn checksum_ok(self, block: &[u8]) -> bool {
         if !self.checksums {
             return true;
@@ -125,6 +133,7 @@ impl SimpleHeader {
         stored == Self::crc(block)
     }
 
+    #[inline]
     pub(crate) fn seal(self, block: &mut [u8]) {
         if !self.checksums {
             return;

@@ -39,6 +39,7 @@ impl U64Map {
 }
 
 impl Default for U64Map {
+    #[inline]
     fn default() -> Self {
         Self::new(16)
     }
@@ -48,55 +49,72 @@ impl BtreeFormat for U64Map {
     type Record = (u64, u64);
     type Key = u64;
 
+    #[inline]
     fn header_len(&self) -> usize {
         HEADER_LEN
     }
+    #[inline]
     fn record_len(&self) -> usize {
         16
     }
+    #[inline]
     fn key_len(&self) -> usize {
         8
     }
+    #[inline]
     fn ptr_len(&self) -> usize {
         8
     }
+    #[inline]
     fn max_height(&self) -> u16 {
         self.max_height
     }
+    #[inline]
     fn read_header(&self, block: &[u8]) -> BlockHeader {
         self.header.read(block)
     }
+    #[inline]
     fn write_header(&self, block: &mut [u8], addr: BlockAddr, header: &BlockHeader) {
         self.header.write(block, addr, header);
     }
+    #[inline]
     fn check_header(&self, block: &[u8], addr: BlockAddr, out: &mut Vec<FieldProblem>) -> Trust {
         self.header.check(block, addr, out)
     }
+    #[inline]
     fn checksum_ok(&self, block: &[u8]) -> bool {
         self.header.checksum_ok(block)
     }
+    #[inline]
     fn seal(&self, block: &mut [u8]) {
         self.header.seal(block);
     }
+    #[inline]
     fn decode_record(&self, raw: &[u8]) -> (u64, u64) {
         (be_u64(raw, 0), be_u64(raw, 8))
     }
+    #[inline]
     fn encode_record(&self, record: &(u64, u64), raw: &mut [u8]) {
         put_be_u64(raw, 0, record.0);
         put_be_u64(raw, 8, record.1);
     }
+    #[inline]
     fn decode_key(&self, raw: &[u8]) -> u64 {
         be_u64(raw, 0)
     }
+    #[inline]
     fn encode_key(&self, key: &u64, raw: &mut [u8]) {
         put_be_u64(raw, 0, *key);
     }
+    #[inline]
     fn decode_ptr(&self, raw: &[u8]) -> BlockAddr {
         BlockAddr(be_u64(raw, 0))
     }
+    #[inline]
     fn encode_ptr(&self, addr: BlockAddr, raw: &mut [u8]) {
         put_be_u64(raw, 0, addr.0);
     }
+    #[inline]
     fn record_key(&self, record: &(u64, u64)) -> u64 {
         record.0
     }

@@ -5,3 +5,4 @@ mod common;
 mod corrupt;
 mod model;
 mod overlap;
+mod staging;

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use xfbtree::formats::U64Map;
-use xfbtree::{Btree, BtreeError, Lookup, MemStore};
+use xfbtree::{Btree, BtreeError, Lookup, MemStore, XfileStore};
 
 /// 128-byte blocks hold 5 records or 5 node entries, so a few hundred
 /// records already make a tree of four or more levels.
@@ -41,7 +41,15 @@ fn model_lookup(m: &BTreeMap<u64, u64>, k: u64, mode: Lookup) -> Option<(u64, u6
 }
 
 fn run(ops: &[Op]) {
-    let mut tree = Btree::create(MemStore::new(BLOCK), U64Map::default()).unwrap();
+    run_on(MemStore::new(BLOCK), ops);
+    // Staging memory of three pages (96 blocks): nearly every access evicts.
+    let budget = xfile::MemoryBudget::new(3 * 4096);
+    run_on(XfileStore::new("model", &budget, BLOCK).unwrap(), ops);
+    assert!(budget.stats().total.peak_resident_bytes <= 3 * 4096);
+}
+
+fn run_on<S: xfbtree::BlockStore>(store: S, ops: &[Op]) {
+    let mut tree = Btree::create(store, U64Map::default()).unwrap();
     let mut model = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
         match *op {
