@@ -10,6 +10,9 @@ Usage (any user, no mounts; needs xfsprogs, zstd, python3):
                                           re-apply recorded patches to a fresh base
                                           and compare xfs_repair -n's exit status
     make-corruptions.py summary           rewrite summary.md from the .jsonl files
+    make-corruptions.py reannotate SET    refresh the fields derived from the case
+                                          list and the patches (block, crc), without
+                                          running xfs_repair again
 
 Options: -j N runs N cases at a time (default 1: the machine is shared);
 --reroll draws new bytes for `fuzz random` cases instead of keeping the
@@ -270,6 +273,82 @@ def field_slug(field):
     return field.replace("]", "").replace("[", "").replace(".", "-").lower()
 
 
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32c (Castagnoli) as XFS stores it: complemented, little-endian."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def crc_valid(block, crc_offset):
+    """Whether a metadata block's stored CRC matches its contents."""
+    stored = int.from_bytes(block[crc_offset:crc_offset + 4], "little")
+    zeroed = bytes(block[:crc_offset]) + b"\0\0\0\0" + bytes(block[crc_offset + 4:])
+    return crc32c(zeroed) == stored
+
+
+STACK = re.compile(r"byte offset (\d+), length (\d+)")
+
+
+def locate_block(image, nav):
+    """The buffer xfs_db works on at `nav` and where its CRC is:
+    {"offset", "length", "crc_offset"} (byte offset in the image, length,
+    offset of the CRC within the block), or None if it has no CRC field.
+
+    xfs_db prints the CRC's bytes as a big-endian number; the field is found
+    by looking for those bytes in the block and checked by recomputing it."""
+    out = xfsdb.run_xfs_db(image, nav + ["stack", "print"])
+    m = STACK.search(out)
+    if not m:
+        raise RuntimeError(f"xfs_db stack at {nav}: {out[:200]}")
+    offset, length = int(m.group(1)), int(m.group(2))
+    crc = None
+    for e in parse_print(out.splitlines()):
+        if e["key"] == "crc" or e["key"].endswith(".crc"):
+            crc = int(e["value"].split()[0], 16)
+    if crc is None:
+        return None
+    with open(image, "rb") as f:
+        f.seek(offset)
+        block = f.read(length)
+    want = crc.to_bytes(4, "big")
+    at = block.find(want)
+    while at >= 0 and not crc_valid(block, at):
+        at = block.find(want, at + 1)
+    if at < 0:
+        raise RuntimeError(f"cannot find the CRC {crc:#x} of the block at {nav}")
+    return {"offset": offset, "length": length, "crc_offset": at}
+
+
+def patched_crc_state(base, block, patch):
+    """"recomputed" if the block's CRC matches its contents after the patch,
+    "bad" if not. Computed, not assumed: xfs_db's `fuzz -d` cannot recompute
+    the CRC of a directory or attribute block whose magic it has just broken
+    (it tells those block types apart by their magic)."""
+    start, length = block["offset"], block["length"]
+    data = bytearray(base.at(start, length))
+    for p in patch:
+        b = bytes.fromhex(p["hex"])
+        lo, hi = max(start, p["offset"]), min(start + length, p["offset"] + len(b))
+        if lo < hi:
+            data[lo - start:hi - start] = b[lo - p["offset"]:hi - p["offset"]]
+    return "recomputed" if crc_valid(data, block["crc_offset"]) else "bad"
+
+
 # ---------------------------------------------------------------------------
 # Case lists
 
@@ -277,10 +356,18 @@ def field_slug(field):
 class CaseList:
     """Accumulates cases; ids must be unique."""
 
-    def __init__(self, set_name):
+    def __init__(self, set_name, bases):
         self.set = set_name
+        self.bases = bases
         self.cases = []
         self.ids = set()
+        self.blocks = {}
+
+    def block(self, base, nav):
+        key = (base, tuple(nav))
+        if key not in self.blocks:
+            self.blocks[key] = locate_block(self.bases.path(base), nav)
+        return self.blocks[key]
 
     def add(self, **case):
         case = dict(case)
@@ -299,6 +386,7 @@ class CaseList:
         extra = dict(extra or {})
         if agno is None:
             agno = extra.pop("agno")
+        extra["block"] = self.block(base, nav)
         plain = [f for f in fields if f[0] != "crc" and not f[0].endswith(".crc")]
         for field, before in fields:
             is_crc = field == "crc" or field.endswith(".crc")
@@ -336,7 +424,7 @@ def btree_block_target(bases, base, structure, agno, nav):
 
 def ag_cases(bases):
     """AG metadata: superblocks, AGF, AGFL, AGI and the six AG btrees."""
-    cl = CaseList("ag")
+    cl = CaseList("ag", bases)
     base = "rmapbt"
     img = bases.path(base)
 
@@ -543,7 +631,7 @@ RMAP_VERBS = ["zeroes", "ones", "firstbit", "add", "sub"]
 def inode_cases(bases):
     """Inode cores, data fork mappings (extent lists and bmbt blocks) and the
     rmapbt records of file extents."""
-    cl = CaseList("inode")
+    cl = CaseList("inode", bases)
     base = "rmapbt"
     files = Files(bases, base)
 
@@ -680,7 +768,7 @@ def rmap_leaves(files):
 
 def dir_cases(bases):
     """Directories of each format, extended attributes, symlinks, link counts."""
-    cl = CaseList("dir")
+    cl = CaseList("dir", bases)
     base = "rmapbt"
     files = Files(bases, base)
     img = files.image
@@ -980,6 +1068,8 @@ class Worker:
                 return result
             seen[sig] = case["id"]
         result["patch"] = patch
+        if case.get("block"):
+            result["crc"] = patched_crc_state(data, case["block"], patch)
         if after is not None:
             result["after"] = value_text(after)
         apply_patch(work, patch)
@@ -1033,8 +1123,8 @@ def write_meta(meta):
         f.write("\n")
 
 
-KEY_ORDER = ["id", "set", "base", "structure", "agno", "ino", "path", "target", "field",
-             "verb", "crc", "xfs_db", "before", "after", "patch", "xfs_repair_n"]
+KEY_ORDER = ["id", "set", "base", "structure", "agno", "ino", "path", "target", "block",
+             "field", "verb", "crc", "xfs_db", "before", "after", "patch", "xfs_repair_n"]
 
 
 def ordered(case):
@@ -1191,6 +1281,35 @@ def generate(set_name, jobs, reroll):
           f"dropped {len(dropped['unchanged'])} unchanged, {len(dropped['refused'])} refused, "
           f"{len(dropped['duplicate'])} duplicates; "
           f"{elapsed:.0f}s", flush=True)
+    write_summary()
+
+
+def reannotate(set_name):
+    """Refresh the fields derived from the case list and the recorded patches
+    (`block`, `crc`, `target`, `before`) without running xfs_db or xfs_repair
+    on corrupted images again."""
+    path = os.path.join(HERE, f"{set_name}.jsonl")
+    recorded = load_jsonl(path)
+    bases = Bases()
+    fresh = {c["id"]: c for c in CASE_BUILDERS[set_name](bases)}
+    data = {}
+    out = []
+    for r in recorded:
+        c = fresh.get(r["id"])
+        if c is None or c["xfs_db"] != r["xfs_db"]:
+            raise RuntimeError(f"{r['id']}: not in the current case list; regenerate the set")
+        if r["base"] not in data:
+            data[r["base"]] = BaseData(bases.path(r["base"]))
+        merged = dict(c)
+        merged.update({k: v for k, v in r.items()
+                       if k not in ("block", "crc", "target", "before")})
+        if c.get("block"):
+            merged["crc"] = patched_crc_state(data[r["base"]], c["block"], r["patch"])
+        out.append(ordered(merged))
+    with open(path, "w", encoding="utf-8") as f:
+        for c in out:
+            f.write(json.dumps(c, separators=(",", ":"), ensure_ascii=False) + "\n")
+    print(f"{set_name}: {len(out)} cases re-annotated")
     write_summary()
 
 
@@ -1372,6 +1491,9 @@ def main(argv):
         return 0
     if words and words[0] == "verify" and len(words) == 2 and words[1] in SETS:
         return verify(words[1], a.sample, a.all)
+    if words and words[0] == "reannotate" and len(words) == 2 and words[1] in SETS:
+        reannotate(words[1])
+        return 0
     if words == ["summary"]:
         write_summary()
         return 0
