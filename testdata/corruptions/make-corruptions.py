@@ -952,6 +952,41 @@ PHASE = re.compile(r"^Phase (\d+)")
 CODE_ADDRESS = re.compile(r" at 0x[0-9a-f]+,")
 
 
+# A progress line ("        - agno = 1") written by one thread while another
+# was half way through a message: "bad attribute format -1 in inode 128,
+#         - agno = 1" and then "would reset value" on the next line.
+SPLICED_PROGRESS = re.compile(r"^(?P<head>.*\S)\s* {8}- .*$")
+
+
+def unsplice(lines):
+    """Undo the commonest interleaving of xfs_repair's threads: a progress
+    line landing inside a message. The message's tail is the next line that
+    is not chatter; an empty line means the message was already whole and
+    only its newline came late."""
+    out = []
+    pending = None
+    for line in lines:
+        m = SPLICED_PROGRESS.match(line)
+        if m and not line.startswith(" "):
+            if pending is not None:
+                out.append(pending)
+            pending = m.group("head")
+            continue
+        if pending is not None and not line.strip():
+            # The message was whole; this is its newline, written separately.
+            out.append(pending)
+            pending = None
+            continue
+        if pending is not None and not any(p.search(line) for p in CHATTER):
+            out.append(pending + " " + line.lstrip())
+            pending = None
+            continue
+        out.append(line)
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
 def verdict_lines(output):
     """The lines of xfs_repair output that are not progress chatter, in a
     reproducible order: by phase, sorted within a phase (xfs_repair scans AGs
@@ -959,7 +994,7 @@ def verdict_lines(output):
     without repeats."""
     phases = {}
     phase = 0
-    for line in output.splitlines():
+    for line in unsplice(output.splitlines()):
         m = PHASE.match(line)
         if m:
             phase = int(m.group(1))
@@ -1160,16 +1195,28 @@ def generate(set_name, jobs, reroll):
     meta = load_meta()
     old = {c["id"]: c for c in load_jsonl(os.path.join(HERE, f"{set_name}.jsonl"))}
     base_hash = {b: bases.sha256(b) for b in sorted({c["base"] for c in cases})}
-    reuse = {}
+    # `fuzz random` draws new bytes every run: keep last run's outcome of a
+    # random case (its bytes, or its being dropped) while its base is the same.
+    reuse, carried = {}, {}
+    prev = meta["sets"].get(set_name, {})
+    prev_dropped = {i: {"dropped": "unchanged"} for i in prev.get("dropped_unchanged", [])}
+    prev_dropped.update({i: {"dropped": "duplicate", "of": of}
+                         for i, of in prev.get("dropped_duplicate", {}).items()})
     if not reroll:
         for c in cases:
+            same_base = (meta["bases"].get(c["base"], {}).get("sha256")
+                         == base_hash[c["base"]])
+            if c["verb"] != "random" or not same_base:
+                continue
             o = old.get(c["id"])
-            if (c["verb"] == "random" and o is not None and o["xfs_db"] == c["xfs_db"]
-                    and meta["bases"].get(c["base"], {}).get("sha256") == base_hash[c["base"]]):
+            if o is not None and o["xfs_db"] == c["xfs_db"]:
                 reuse[c["id"]] = o["patch"]
                 c["after"] = o.get("after")
-    if reuse:
-        print(f"   reusing the recorded bytes of {len(reuse)} `fuzz random` cases", flush=True)
+            elif c["id"] in prev_dropped:
+                carried[c["id"]] = dict(prev_dropped[c["id"]], id=c["id"])
+    if reuse or carried:
+        print(f"   keeping last run's outcome of {len(reuse) + len(carried)} `fuzz random` "
+              f"cases ({len(carried)} of them dropped)", flush=True)
 
     # Group by base so each worker keeps few work copies, and by target so
     # that duplicate detection does not depend on the number of workers.
@@ -1177,14 +1224,16 @@ def generate(set_name, jobs, reroll):
     groups = []
     for i in order:
         c = cases[i]
+        if c["id"] in carried:
+            continue
         key = (c["base"], tuple(c["xfs_db"][:-1]))
         if not groups or groups[-1][0] != key:
             groups.append((key, []))
         groups[-1][1].append((c, reuse.get(c["id"])))
-    results = {}
+    results = dict(carried)
     done = 0
     tally = {"flagged": 0, "clean": 0}
-    total = len(cases)
+    total = len(cases) - len(carried)
 
     def report(res):
         nonlocal done
