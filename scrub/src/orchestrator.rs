@@ -16,7 +16,9 @@ pub struct RunOptions {
     /// Run only these scrubbers (by name); all when `None`. Dependencies
     /// not selected are not run; they only order what is.
     pub only: Option<Vec<String>>,
-    /// Worker threads; the number of CPUs when `None`.
+    /// Worker threads: `Some(1)` runs every item on the calling thread, in
+    /// order; `Some(n)` on a pool of `n` threads made for the run; `None` on
+    /// the caller's rayon pool (the global pool has one thread per CPU).
     pub threads: Option<usize>,
 }
 
@@ -175,11 +177,22 @@ pub fn run<T: ScrubTarget + ?Sized>(
     }
     let waves = wave_of.values().copied().max().map_or(0, |w| w + 1);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .thread_name(|i| format!("scrub-{i}"))
-        .build()
-        .map_err(ScrubError::operational)?;
+    // Where items run. One thread: right here, in order. No count: on the
+    // caller's rayon pool (the global one, or the pool the caller already
+    // runs in). A count: a pool of our own. (Installing into a new pool
+    // from inside another pool's worker would let that worker pick up more
+    // of its own pool's jobs while it waits, nesting without bound.)
+    let pool = match opts.threads {
+        Some(n) if n > 1 => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("scrub-{i}"))
+                .build()
+                .map_err(ScrubError::operational)?,
+        ),
+        _ => None,
+    };
+    let sequential = opts.threads == Some(1);
 
     let mut results: BTreeMap<ItemId, ItemReport> = BTreeMap::new();
     for wave in 0..waves {
@@ -187,13 +200,24 @@ pub fn run<T: ScrubTarget + ?Sized>(
             .iter()
             .filter(|(_, id)| wave_of.get(id) == Some(&wave))
             .collect();
-        let done: Vec<ItemReport> = pool.install(|| {
+        let run_batch = || -> Vec<ItemReport> {
             use rayon::prelude::*;
-            batch
-                .par_iter()
-                .map(|(s, id)| run_item(target, registry, *s, id, ctx))
-                .collect()
-        });
+            if sequential {
+                batch
+                    .iter()
+                    .map(|(s, id)| run_item(target, registry, *s, id, ctx))
+                    .collect()
+            } else {
+                batch
+                    .par_iter()
+                    .map(|(s, id)| run_item(target, registry, *s, id, ctx))
+                    .collect()
+            }
+        };
+        let done = match &pool {
+            Some(p) => p.install(run_batch),
+            None => run_batch(),
+        };
         for r in done {
             results.insert(r.item.clone(), r);
         }

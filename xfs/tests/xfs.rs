@@ -5,6 +5,8 @@
 //! fuzz must be flagged by ours, and files written into an image must read
 //! back byte for byte through the path API.
 
+#[path = "xfs/agreement.rs"]
+mod agreement;
 #[path = "xfs/common.rs"]
 mod common;
 #[path = "xfs/damage.rs"]

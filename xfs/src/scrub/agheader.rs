@@ -16,7 +16,13 @@ macro_rules! placeholder {
             fn depends_on(&self) -> &'static [&'static str] {
                 $deps
             }
-            fn scrub(&self, _: &Filesystem, _: &ItemId, _: &ScrubContext, _: &mut Findings) -> Result<(), ScrubError> {
+            fn scrub(
+                &self,
+                _: &Filesystem,
+                _: &ItemId,
+                _: &ScrubContext,
+                _: &mut Findings,
+            ) -> Result<(), ScrubError> {
                 Ok(())
             }
         }

@@ -84,7 +84,11 @@ where
 }
 
 /// The finding for one structural problem of a btree.
-pub(crate) fn tree_finding(structure: &'static str, group: Option<u32>, p: &TreeProblem) -> Finding {
+pub(crate) fn tree_finding(
+    structure: &'static str,
+    group: Option<u32>,
+    p: &TreeProblem,
+) -> Finding {
     let code = match &p.kind {
         ProblemKind::Header(fp) => format!("{structure}.{}", fp.field),
         k => format!("{structure}.{}", k.code()),
@@ -151,7 +155,12 @@ pub(crate) fn record_finding(
 }
 
 /// An `xref-corrupt` finding: `structure` disagrees with other metadata.
-pub(crate) fn xref_corrupt(structure: &'static str, group: u32, code: &str, message: impl Into<String>) -> Finding {
+pub(crate) fn xref_corrupt(
+    structure: &'static str,
+    group: u32,
+    code: &str,
+    message: impl Into<String>,
+) -> Finding {
     Finding::new(
         FindingKind::XrefCorrupt,
         structure,

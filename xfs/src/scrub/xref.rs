@@ -8,6 +8,7 @@
 //! on ("cross-referencing failed" is not "corrupt").
 
 use crate::btree::AgBtree;
+use crate::format::Checked;
 use crate::format::agf::Agf;
 use crate::format::agfl::Agfl;
 use crate::format::agi::Agi;
@@ -15,7 +16,6 @@ use crate::format::btree::alloc::{AllocRec, BnoKey, Bnobt, Cntbt};
 use crate::format::btree::ialloc::{INODES_PER_CHUNK, Inobt, InobtRec};
 use crate::format::btree::refcount::{COW_FLAG, RefcountRec, Refcountbt};
 use crate::format::btree::rmap::{RmapKey, RmapRec, Rmapbt};
-use crate::format::Checked;
 use crate::fs::Filesystem;
 use crate::types::{AgBlock, AgIno, AgNumber};
 use scrub::{Coverage, ExtentBitmap, ScrubError};
@@ -82,10 +82,14 @@ impl<'fs> AgContext<'fs> {
     /// Checks that a header's root pointer and level can be followed.
     fn root_ok(&self, what: &str, root: u32, level: u32, max: u32) -> Result<(), Unavailable> {
         if !self.fs.geometry().verify_agbno(self.agno, AgBlock(root)) {
-            return Err(Unavailable(format!("the {what} root {root} is not a valid AG block")));
+            return Err(Unavailable(format!(
+                "the {what} root {root} is not a valid AG block"
+            )));
         }
         if level == 0 || level > max {
-            return Err(Unavailable(format!("the {what} height {level} is not in 1..={max}")));
+            return Err(Unavailable(format!(
+                "the {what} height {level} is not in 1..={max}"
+            )));
         }
         Ok(())
     }
@@ -93,32 +97,57 @@ impl<'fs> AgContext<'fs> {
     /// The bnobt, if the AGF points at it usably.
     pub fn bnobt(&self) -> Result<AgBtree<'fs, Bnobt>, Unavailable> {
         let agf = self.agf()?;
-        self.root_ok("bnobt", agf.bno_root, agf.bno_level, self.fs.geometry().maxlevels.alloc)?;
-        self.fs.bnobt(self.agno, agf).map_err(|e| Unavailable(e.to_string()))
+        self.root_ok(
+            "bnobt",
+            agf.bno_root,
+            agf.bno_level,
+            self.fs.geometry().maxlevels.alloc,
+        )?;
+        self.fs
+            .bnobt(self.agno, agf)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The cntbt, if the AGF points at it usably.
     pub fn cntbt(&self) -> Result<AgBtree<'fs, Cntbt>, Unavailable> {
         let agf = self.agf()?;
-        self.root_ok("cntbt", agf.cnt_root, agf.cnt_level, self.fs.geometry().maxlevels.alloc)?;
-        self.fs.cntbt(self.agno, agf).map_err(|e| Unavailable(e.to_string()))
+        self.root_ok(
+            "cntbt",
+            agf.cnt_root,
+            agf.cnt_level,
+            self.fs.geometry().maxlevels.alloc,
+        )?;
+        self.fs
+            .cntbt(self.agno, agf)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The rmapbt, if the filesystem has one and the AGF points at it usably.
     pub fn rmapbt(&self) -> Result<AgBtree<'fs, Rmapbt>, Unavailable> {
         if !self.fs.geometry().features.has_rmapbt() {
-            return Err(Unavailable("the filesystem has no reverse-mapping btree".into()));
+            return Err(Unavailable(
+                "the filesystem has no reverse-mapping btree".into(),
+            ));
         }
         let agf = self.agf()?;
-        self.root_ok("rmapbt", agf.rmap_root, agf.rmap_level, self.fs.geometry().maxlevels.rmap)?;
-        self.fs.rmapbt(self.agno, agf).map_err(|e| Unavailable(e.to_string()))
+        self.root_ok(
+            "rmapbt",
+            agf.rmap_root,
+            agf.rmap_level,
+            self.fs.geometry().maxlevels.rmap,
+        )?;
+        self.fs
+            .rmapbt(self.agno, agf)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The refcountbt, if the filesystem has reflink and the AGF points at
     /// it usably.
     pub fn refcountbt(&self) -> Result<AgBtree<'fs, Refcountbt>, Unavailable> {
         if !self.fs.geometry().features.has_reflink() {
-            return Err(Unavailable("the filesystem has no reference count btree".into()));
+            return Err(Unavailable(
+                "the filesystem has no reference count btree".into(),
+            ));
         }
         let agf = self.agf()?;
         self.root_ok(
@@ -127,14 +156,23 @@ impl<'fs> AgContext<'fs> {
             agf.refcount_level,
             self.fs.geometry().maxlevels.refcount,
         )?;
-        self.fs.refcountbt(self.agno, agf).map_err(|e| Unavailable(e.to_string()))
+        self.fs
+            .refcountbt(self.agno, agf)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The inobt, if the AGI points at it usably.
     pub fn inobt(&self) -> Result<AgBtree<'fs, Inobt>, Unavailable> {
         let agi = self.agi()?;
-        self.root_ok("inobt", agi.root, agi.level, self.fs.geometry().maxlevels.inobt)?;
-        self.fs.inobt(self.agno, agi).map_err(|e| Unavailable(e.to_string()))
+        self.root_ok(
+            "inobt",
+            agi.root,
+            agi.level,
+            self.fs.geometry().maxlevels.inobt,
+        )?;
+        self.fs
+            .inobt(self.agno, agi)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The finobt, if the filesystem has one and the AGI points at it usably.
@@ -143,14 +181,23 @@ impl<'fs> AgContext<'fs> {
             return Err(Unavailable("the filesystem has no free inode btree".into()));
         }
         let agi = self.agi()?;
-        self.root_ok("finobt", agi.free_root, agi.free_level, self.fs.geometry().maxlevels.inobt)?;
-        self.fs.finobt(self.agno, agi).map_err(|e| Unavailable(e.to_string()))
+        self.root_ok(
+            "finobt",
+            agi.free_root,
+            agi.free_level,
+            self.fs.geometry().maxlevels.inobt,
+        )?;
+        self.fs
+            .finobt(self.agno, agi)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// The AGFL as read (with problems), or `None` if its magic is wrong.
     pub fn agfl(&self) -> Result<Checked<Agfl>, ScrubError> {
         let agf = self.agf.as_ref().map(|c| &c.value);
-        self.fs.read_agfl(self.agno, agf).map_err(ScrubError::operational)
+        self.fs
+            .read_agfl(self.agno, agf)
+            .map_err(ScrubError::operational)
     }
 
     /// The AG blocks on the free list, as the AGF's ring says (slots whose
@@ -197,7 +244,10 @@ impl<'fs> Xref<'fs> {
     pub fn free_overlaps(&self, agbno: u32, len: u32) -> Result<Vec<AllocRec>, Unavailable> {
         let t = self.bnobt.as_ref().map_err(Clone::clone)?;
         let end = u64::from(agbno) + u64::from(len);
-        let key = BnoKey(AllocRec { startblock: agbno, blockcount: 0 });
+        let key = BnoKey(AllocRec {
+            startblock: agbno,
+            blockcount: 0,
+        });
         let mut out = Vec::new();
         if let Some(prev) = t.lookup(&key, Lookup::Le)?
             && prev.startblock < agbno
@@ -239,7 +289,12 @@ impl<'fs> Xref<'fs> {
     /// How much of `[agbno, agbno + len)` the rmapbt gives to `owner`
     /// (with `flags` the offset-word flags the mappings must carry, for
     /// file owners).
-    pub fn rmap_owner_coverage(&self, agbno: u32, len: u32, owner: u64) -> Result<Coverage, Unavailable> {
+    pub fn rmap_owner_coverage(
+        &self,
+        agbno: u32,
+        len: u32,
+        owner: u64,
+    ) -> Result<Coverage, Unavailable> {
         let mut b = ExtentBitmap::new();
         for r in self.rmap_overlaps(agbno, len)? {
             if r.owner == owner {
@@ -280,7 +335,12 @@ impl<'fs> Xref<'fs> {
 
     /// Reference count records (shared, or with `cow` CoW staging) that
     /// overlap `[agbno, agbno + len)`.
-    pub fn refcount_overlaps(&self, agbno: u32, len: u32, cow: bool) -> Result<Vec<RefcountRec>, Unavailable> {
+    pub fn refcount_overlaps(
+        &self,
+        agbno: u32,
+        len: u32,
+        cow: bool,
+    ) -> Result<Vec<RefcountRec>, Unavailable> {
         let t = self.refcountbt.as_ref().map_err(Clone::clone)?;
         let flag = if cow { COW_FLAG } else { 0 };
         let start = (agbno & !COW_FLAG) | flag;
