@@ -363,3 +363,298 @@ impl<'fs> Xref<'fs> {
         Ok(out)
     }
 }
+
+/// What one verified count of a btree found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TreeTally {
+    /// Blocks of the tree (the root included).
+    pub blocks: u64,
+    /// Records of the tree.
+    pub records: u64,
+}
+
+/// Counts blocks and records and remembers the first structural problem.
+struct TallyVisitor<R> {
+    on_record: R,
+    tally: TreeTally,
+    first_problem: Option<String>,
+}
+
+impl<F, R> xfbtree::verify::Visitor<F> for TallyVisitor<R>
+where
+    F: xfbtree::BtreeFormat,
+    R: FnMut(&F::Record),
+{
+    fn block(&mut self, _addr: xfbtree::BlockAddr, _level: u16, _bytes: &[u8]) {
+        self.tally.blocks = self.tally.blocks.saturating_add(1);
+    }
+
+    fn record(&mut self, record: &F::Record, _at: xfbtree::verify::RecordLoc) {
+        self.tally.records = self.tally.records.saturating_add(1);
+        (self.on_record)(record);
+    }
+
+    fn problem(&mut self, problem: xfbtree::verify::Problem) {
+        if self.first_problem.is_none() {
+            self.first_problem = Some(problem.to_string());
+        }
+    }
+}
+
+/// Counts the blocks of `tree` (called `name` in messages) and shows each
+/// record to `on_record`, in one walk of the engine's verifier, so the
+/// walk is bounded by the AG's size whatever the pointers say.
+///
+/// A header counter can only be compared with a tree that is sound: a tree
+/// with any structural problem is [`Unavailable`] (its own scrubber reports
+/// the damage; the caller reports `xref-failed`).
+pub(crate) fn tally_tree<S, F, R>(
+    tree: &xfbtree::Btree<S, F>,
+    name: &str,
+    on_record: R,
+) -> Result<TreeTally, Unavailable>
+where
+    S: xfbtree::BlockStore,
+    F: xfbtree::BtreeFormat,
+    R: FnMut(&F::Record),
+{
+    let mut v = TallyVisitor {
+        on_record,
+        tally: TreeTally::default(),
+        first_problem: None,
+    };
+    tree.verify(&mut v);
+    match v.first_problem {
+        Some(p) => Err(Unavailable(format!("the {name} is damaged ({p})"))),
+        None => Ok(v.tally),
+    }
+}
+
+/// How an owner of AG blocks reads in messages: a special owner by its
+/// name, else the inode.
+pub(crate) fn owner_name(owner: u64) -> String {
+    match crate::format::btree::rmap::owner::name(owner) {
+        Some(n) => format!("owner {n}"),
+        None => format!("inode {owner}"),
+    }
+}
+
+/// Which trees a scrub item has found sound by walking them in full.
+///
+/// A damaged tree (say, a node with wrong keys) answers queries wrongly,
+/// so a disagreement with a tree is only reported once the tree is known
+/// to be sound; otherwise cross-referencing it failed, and the tree's own
+/// scrubber reports its damage. Trees are walked lazily, on the first
+/// disagreement, so an AG where everything agrees costs no walk; a caller
+/// that walked a tree anyway records the result.
+#[derive(Debug, Default)]
+pub(crate) struct Vetting {
+    known: Vec<(&'static str, Result<(), Unavailable>)>,
+}
+
+impl Vetting {
+    /// Records what the caller's own walk of `tree` found.
+    pub fn record(&mut self, tree: &'static str, sound: Result<(), Unavailable>) {
+        self.known.retain(|(n, _)| *n != tree);
+        self.known.push((tree, sound));
+    }
+
+    /// Whether `tree` (called `name`) is sound, walking it once if not
+    /// yet known.
+    pub fn sound<S, F>(
+        &mut self,
+        name: &'static str,
+        tree: &Result<xfbtree::Btree<S, F>, Unavailable>,
+    ) -> Result<(), Unavailable>
+    where
+        S: xfbtree::BlockStore,
+        F: xfbtree::BtreeFormat,
+    {
+        if let Some((_, r)) = self.known.iter().find(|(n, _)| *n == name) {
+            return r.clone();
+        }
+        let r = match tree {
+            Ok(t) => tally_tree(t, name, |_| {}).map(|_| ()),
+            Err(e) => Err(e.clone()),
+        };
+        self.known.push((name, r.clone()));
+        r
+    }
+
+    /// Pushes `finding` (a disagreement with `name`) if the tree is sound,
+    /// else reports once that `name` could not be cross-referenced.
+    #[allow(clippy::too_many_arguments)]
+    pub fn confirm<S, F>(
+        &mut self,
+        name: &'static str,
+        tree: &Result<xfbtree::Btree<S, F>, Unavailable>,
+        structure: &'static str,
+        group: u32,
+        finding: scrub::Finding,
+        failures: &mut crate::scrub::common::XrefFailures,
+        out: &mut scrub::Findings,
+    ) where
+        S: xfbtree::BlockStore,
+        F: xfbtree::BtreeFormat,
+    {
+        match self.sound(name, tree) {
+            Ok(()) => out.push(finding),
+            Err(e) => failures.report(structure, group, name, e, out),
+        }
+    }
+}
+
+impl Xref<'_> {
+    /// Cross-references `len` AG blocks from `agbno`, which hold `what`
+    /// (e.g. "the AGF") and belong to `owner` alone: they must not be free
+    /// space, inode chunks, shared or CoW staging, and the rmapbt must give
+    /// all of them to `owner` and to nobody else (the kernel's
+    /// `xchk_xref_is_used_space`, `_is_not_inode_chunk`,
+    /// `_is_only_owned_by`, `_is_not_shared` and `_is_not_cow_staging`).
+    ///
+    /// Disagreements are `xref-corrupt` findings of `structure` at
+    /// `agbno`, reported once `vetting` finds the other tree sound; a tree
+    /// that cannot be consulted is reported once through `failures`. Trees
+    /// the filesystem does not have are not consulted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_owned_extent(
+        &self,
+        structure: &'static str,
+        group: u32,
+        agbno: u32,
+        len: u32,
+        owner: u64,
+        what: &str,
+        vetting: &mut Vetting,
+        failures: &mut crate::scrub::common::XrefFailures,
+        out: &mut scrub::Findings,
+    ) {
+        use crate::scrub::common::xref_corrupt;
+        let geo = self.fs.geometry();
+        let features = geo.features;
+        let end = u64::from(agbno).saturating_add(u64::from(len));
+        let span = if len == 1 {
+            format!("AG block {agbno}")
+        } else {
+            format!("AG blocks {agbno}..{end}")
+        };
+
+        let at = |code: &str, msg: String| {
+            xref_corrupt(structure, group, code, msg).block(u64::from(agbno))
+        };
+
+        match self.free_overlaps(agbno, len) {
+            Ok(free) => {
+                if let Some(r) = free.first() {
+                    let msg = format!(
+                        "{what} ({span}) is also recorded as free space by the bnobt \
+                         (free extent of {} blocks at AG block {})",
+                        r.blockcount, r.startblock
+                    );
+                    let f = at("free-space", msg);
+                    vetting.confirm("bnobt", &self.bnobt, structure, group, f, failures, out);
+                }
+            }
+            Err(e) => failures.report(structure, group, "bnobt", e, out),
+        }
+
+        match self.inode_chunks(agbno, len) {
+            Ok(chunks) => {
+                let hit = chunks.iter().find(|c| {
+                    (0..INODES_PER_CHUNK).any(|i| {
+                        c.exists(i)
+                            && c.startino.checked_add(i).is_some_and(|agino| {
+                                let b = u64::from(geo.agino_to_agbno(AgIno(agino)).0);
+                                b >= u64::from(agbno) && b < end
+                            })
+                    })
+                });
+                if let Some(c) = hit {
+                    let msg = format!(
+                        "{what} ({span}) lies inside the inode chunk starting at AG inode {} \
+                         according to the inobt",
+                        c.startino
+                    );
+                    let f = at("inode-chunk", msg);
+                    vetting.confirm("inobt", &self.inobt, structure, group, f, failures, out);
+                }
+            }
+            Err(e) => failures.report(structure, group, "inobt", e, out),
+        }
+
+        if features.has_rmapbt() {
+            match self.rmap_overlaps(agbno, len) {
+                Ok(maps) => {
+                    let mut mine = ExtentBitmap::new();
+                    let mut other = None;
+                    for r in &maps {
+                        if r.owner == owner {
+                            mine.set(u64::from(r.startblock), u64::from(r.blockcount));
+                        } else if other.is_none() {
+                            other = Some(*r);
+                        }
+                    }
+                    let f = if let Some(r) = other {
+                        let r_end = u64::from(r.startblock).saturating_add(u64::from(r.blockcount));
+                        Some(at(
+                            "rmap-owner",
+                            format!(
+                                "the rmapbt gives AG blocks {}..{r_end} to {}, but {what} ({span}) \
+                                 belongs to {}",
+                                r.startblock,
+                                owner_name(r.owner),
+                                owner_name(owner)
+                            ),
+                        ))
+                    } else if mine.coverage(u64::from(agbno), u64::from(len)) != Coverage::Full {
+                        Some(at(
+                            "rmap-missing",
+                            format!(
+                                "the rmapbt does not record {what} ({span}) as owned by {}",
+                                owner_name(owner)
+                            ),
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(f) = f {
+                        vetting.confirm("rmapbt", &self.rmapbt, structure, group, f, failures, out);
+                    }
+                }
+                Err(e) => failures.report(structure, group, "rmapbt", e, out),
+            }
+        }
+
+        if features.has_reflink() {
+            for cow in [false, true] {
+                match self.refcount_overlaps(agbno, len, cow) {
+                    Ok(recs) => {
+                        if let Some(r) = recs.first() {
+                            let (code, how) = if cow {
+                                ("cow", "CoW staging space")
+                            } else {
+                                ("shared", "shared")
+                            };
+                            let msg = format!(
+                                "the refcountbt records {} blocks at AG block {} as {how}, \
+                                 overlapping {what} ({span})",
+                                r.blockcount, r.startblock
+                            );
+                            let f = at(code, msg);
+                            vetting.confirm(
+                                "refcountbt",
+                                &self.refcountbt,
+                                structure,
+                                group,
+                                f,
+                                failures,
+                                out,
+                            );
+                        }
+                    }
+                    Err(e) => failures.report(structure, group, "refcountbt", e, out),
+                }
+            }
+        }
+    }
+}
