@@ -19,3 +19,5 @@ mod geometry;
 mod log;
 #[path = "xfs/paths.rs"]
 mod paths;
+#[path = "xfs/scrub_agheader.rs"]
+mod scrub_agheader;
