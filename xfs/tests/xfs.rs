@@ -19,3 +19,5 @@ mod geometry;
 mod log;
 #[path = "xfs/paths.rs"]
 mod paths;
+#[path = "xfs/scrub_alloc.rs"]
+mod scrub_alloc;
