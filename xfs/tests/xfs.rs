@@ -21,3 +21,5 @@ mod log;
 mod paths;
 #[path = "xfs/scrub_agheader.rs"]
 mod scrub_agheader;
+#[path = "xfs/scrub_alloc.rs"]
+mod scrub_alloc;

@@ -430,15 +430,6 @@ where
     }
 }
 
-/// How an owner of AG blocks reads in messages: a special owner by its
-/// name, else the inode.
-pub(crate) fn owner_name(owner: u64) -> String {
-    match crate::format::btree::rmap::owner::name(owner) {
-        Some(n) => format!("owner {n}"),
-        None => format!("inode {owner}"),
-    }
-}
-
 /// Which trees a scrub item has found sound by walking them in full.
 ///
 /// A damaged tree (say, a node with wrong keys) answers queries wrongly,
@@ -602,8 +593,8 @@ impl Xref<'_> {
                                 "the rmapbt gives AG blocks {}..{r_end} to {}, but {what} ({span}) \
                                  belongs to {}",
                                 r.startblock,
-                                owner_name(r.owner),
-                                owner_name(owner)
+                                crate::scrub::common::owner_name(r.owner),
+                                crate::scrub::common::owner_name(owner)
                             ),
                         ))
                     } else if mine.coverage(u64::from(agbno), u64::from(len)) != Coverage::Full {
@@ -611,7 +602,7 @@ impl Xref<'_> {
                             "rmap-missing",
                             format!(
                                 "the rmapbt does not record {what} ({span}) as owned by {}",
-                                owner_name(owner)
+                                crate::scrub::common::owner_name(owner)
                             ),
                         ))
                     } else {
@@ -656,5 +647,226 @@ impl Xref<'_> {
                 }
             }
         }
+    }
+}
+
+impl Xref<'_> {
+    /// Where the rmapbt does not give `[agbno, agbno + len)` to `owner`
+    /// alone (`xchk_xref_is_only_owned_by`): the blocks not mapped to
+    /// `owner`, and the blocks (also) mapped to another owner, with the
+    /// first such owner seen.
+    pub fn rmap_not_only_owner(
+        &self,
+        agbno: u32,
+        len: u32,
+        owner: u64,
+    ) -> Result<(ExtentBitmap, ExtentBitmap, Option<u64>), Unavailable> {
+        let mut own = ExtentBitmap::new();
+        let mut others = ExtentBitmap::new();
+        let mut other = None;
+        for r in self.rmap_overlaps(agbno, len)? {
+            if r.owner == owner {
+                own.set(u64::from(r.startblock), u64::from(r.blockcount));
+            } else {
+                other.get_or_insert(r.owner);
+                others.set(u64::from(r.startblock), u64::from(r.blockcount));
+            }
+        }
+        let mut missing = ExtentBitmap::new();
+        missing.set(u64::from(agbno), u64::from(len));
+        missing.subtract(&own);
+        let mut foreign = ExtentBitmap::new();
+        for (s, l) in others.runs_in(u64::from(agbno), u64::from(len)) {
+            foreign.set(s, l);
+        }
+        Ok((missing, foreign, other))
+    }
+}
+
+/// The AG blocks of an inode chunk record: those holding inodes that exist,
+/// and those covered only by the chunk's holes (sparse chunks). Inode
+/// numbers past the 32-bit AG inode space are left out.
+pub(crate) fn chunk_blocks(
+    geo: &crate::geometry::Geometry,
+    rec: &InobtRec,
+) -> (ExtentBitmap, ExtentBitmap) {
+    use crate::format::btree::ialloc::INODES_PER_HOLEMASK_BIT;
+    let mut exist = ExtentBitmap::new();
+    let mut holes = ExtentBitmap::new();
+    let shift = u32::from(geo.inopb_log);
+    for bit in 0..(INODES_PER_CHUNK / INODES_PER_HOLEMASK_BIT) {
+        let first = u64::from(rec.startino) + u64::from(bit * INODES_PER_HOLEMASK_BIT);
+        let last = first + u64::from(INODES_PER_HOLEMASK_BIT - 1);
+        if last > u64::from(u32::MAX) {
+            break;
+        }
+        let (b0, b1) = (first >> shift, last >> shift);
+        let target = if rec.holemask & (1 << bit) != 0 {
+            &mut holes
+        } else {
+            &mut exist
+        };
+        target.set(b0, b1 - b0 + 1);
+    }
+    holes.subtract(&exist);
+    (exist, holes)
+}
+
+/// One-descent queries for trees whose records never overlap each other
+/// (bnobt, inobt, each domain of the refcountbt): the only record that can
+/// reach into a range from before its end is the last one starting before
+/// that end, so one `Le` lookup answers "does anything overlap?" where a
+/// cursor scan would read (and verify) a leaf once per record.
+impl Xref<'_> {
+    /// A bnobt record overlapping `[agbno, agbno + len)`, if any.
+    pub fn free_any(&self, agbno: u32, len: u32) -> Result<Option<AllocRec>, Unavailable> {
+        let t = self.bnobt.as_ref().map_err(Clone::clone)?;
+        let Some(last) = last_block(agbno, len) else {
+            return Ok(None);
+        };
+        let key = BnoKey(AllocRec {
+            startblock: last,
+            blockcount: 0,
+        });
+        Ok(t.lookup(&key, Lookup::Le)?
+            .filter(|r| u64::from(r.startblock) + u64::from(r.blockcount) > u64::from(agbno)))
+    }
+
+    /// A reference count record of the shared (or, with `cow`, the CoW
+    /// staging) domain overlapping `[agbno, agbno + len)`, if any.
+    pub fn refcount_any(
+        &self,
+        agbno: u32,
+        len: u32,
+        cow: bool,
+    ) -> Result<Option<RefcountRec>, Unavailable> {
+        let t = self.refcountbt.as_ref().map_err(Clone::clone)?;
+        let Some(last) = last_block(agbno, len) else {
+            return Ok(None);
+        };
+        let key = (last & !COW_FLAG) | if cow { COW_FLAG } else { 0 };
+        Ok(t.lookup(&key, Lookup::Le)?.filter(|r| {
+            r.cow == cow && u64::from(r.startblock) + u64::from(r.blockcount) > u64::from(agbno)
+        }))
+    }
+
+    /// An inode chunk with inodes (not holes) in `[agbno, agbno + len)`, if
+    /// any.
+    pub fn inode_chunk_any(&self, agbno: u32, len: u32) -> Result<Option<InobtRec>, Unavailable> {
+        let t = self.inobt.as_ref().map_err(Clone::clone)?;
+        let geo = self.fs.geometry();
+        let Some(end) = agbno.checked_add(len) else {
+            return Ok(None);
+        };
+        // The last inode of the range's last block.
+        let last = geo
+            .agbno_to_agino(AgBlock(end))
+            .and_then(|AgIno(a)| a.checked_sub(1))
+            .unwrap_or(u32::MAX);
+        let Some(c) = t.lookup(&last, Lookup::Le)? else {
+            return Ok(None);
+        };
+        let (inodes, holes) = chunk_overlap(geo, &c, agbno, len);
+        if inodes {
+            return Ok(Some(c));
+        }
+        if !holes {
+            // The chunk lies wholly before the range, and so do all others
+            // before it.
+            return Ok(None);
+        }
+        // Only the chunk's holes reach the range: an earlier chunk may too.
+        let all = self.inode_chunks(agbno, len)?;
+        Ok(all
+            .into_iter()
+            .find(|c| chunk_overlap(geo, c, agbno, len).0))
+    }
+}
+
+/// The last block of `[agbno, agbno + len)`, if the range is not empty.
+fn last_block(agbno: u32, len: u32) -> Option<u32> {
+    agbno.checked_add(len.checked_sub(1)?)
+}
+
+/// Whether inodes of chunk `rec` that exist, and whether its holes, lie in
+/// blocks of `[agbno, agbno + len)`: [`chunk_blocks`] without building the
+/// bitmaps, for per-record queries.
+pub(crate) fn chunk_overlap(
+    geo: &crate::geometry::Geometry,
+    rec: &InobtRec,
+    agbno: u32,
+    len: u32,
+) -> (bool, bool) {
+    use crate::format::btree::ialloc::INODES_PER_HOLEMASK_BIT;
+    let shift = u32::from(geo.inopb_log);
+    let (start, end) = (u64::from(agbno), u64::from(agbno) + u64::from(len));
+    let (mut inodes, mut holes) = (false, false);
+    for bit in 0..(INODES_PER_CHUNK / INODES_PER_HOLEMASK_BIT) {
+        let first = u64::from(rec.startino) + u64::from(bit * INODES_PER_HOLEMASK_BIT);
+        let last = first + u64::from(INODES_PER_HOLEMASK_BIT - 1);
+        if last > u64::from(u32::MAX) {
+            break;
+        }
+        if (last >> shift) < start || (first >> shift) >= end {
+            continue;
+        }
+        if rec.holemask & (1 << bit) != 0 {
+            holes = true;
+        } else {
+            inodes = true;
+        }
+    }
+    (inodes, holes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::tests_support::sample_geometry;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The allocation-free overlap test agrees with the bitmaps, for
+        /// every inodes-per-block and any chunk and range.
+        #[test]
+        fn chunk_overlap_agrees_with_chunk_blocks(
+            startino in any::<u32>(),
+            holemask in any::<u16>(),
+            inopb_log in 0u8..=5,
+            agbno in any::<u32>(),
+            len in 0u32..200,
+        ) {
+            let mut geo = sample_geometry();
+            geo.inopb_log = inopb_log;
+            let rec = InobtRec { startino, holemask, count: 0, freecount: 0, free: 0 };
+            let (exist, holes) = chunk_blocks(&geo, &rec);
+            let (inodes, hole) = chunk_overlap(&geo, &rec, agbno, len);
+            let (a, l) = (u64::from(agbno), u64::from(len));
+            prop_assert_eq!(inodes, exist.count_in(a, l) > 0);
+            if !inodes {
+                prop_assert_eq!(hole, holes.count_in(a, l) > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_blocks_of_a_sparse_chunk() {
+        let mut geo = sample_geometry();
+        // Eight 512-byte inodes per 4 KiB block: a chunk is 8 blocks, each
+        // hole mask bit half a block.
+        geo.inopb_log = 3;
+        let rec = InobtRec {
+            startino: 64,
+            holemask: 0x00ff,
+            count: 32,
+            freecount: 0,
+            free: 0xffff_ffff,
+        };
+        let (exist, holes) = chunk_blocks(&geo, &rec);
+        assert_eq!(exist.runs().collect::<Vec<_>>(), vec![(12, 4)]);
+        assert_eq!(holes.runs().collect::<Vec<_>>(), vec![(8, 4)]);
+        assert_eq!(chunk_overlap(&geo, &rec, 0, 8), (false, false));
+        assert_eq!(chunk_overlap(&geo, &rec, 8, 4), (false, true));
+        assert_eq!(chunk_overlap(&geo, &rec, 11, 2), (true, true));
     }
 }

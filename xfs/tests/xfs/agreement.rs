@@ -26,7 +26,17 @@ use xfs::device::{Access, CowDevice, Device, open_image};
 use xfs::{Error, Filesystem};
 
 /// Structures whose scrubbers exist; agreement is enforced for these.
-const COVERED: &[&str] = &["sb", "sb-secondary", "agf", "agfl", "agi"];
+const COVERED: &[&str] = &[
+    "sb",
+    "sb-secondary",
+    "agf",
+    "agfl",
+    "agi",
+    "bnobt",
+    "cntbt",
+    "inobt",
+    "finobt",
+];
 
 /// The longest one case may take (open + full check).
 const CASE_LIMIT: Duration = Duration::from_secs(30);
