@@ -19,3 +19,5 @@ mod geometry;
 mod log;
 #[path = "xfs/paths.rs"]
 mod paths;
+#[path = "xfs/scrub_rmap.rs"]
+mod scrub_rmap;

@@ -363,3 +363,41 @@ impl<'fs> Xref<'fs> {
         Ok(out)
     }
 }
+
+impl Xref<'_> {
+    /// How much of `[agbno, agbno + len)` holds inodes according to the
+    /// inobt: blocks of inode chunks, without the holes of sparse chunks
+    /// (`xfs_ialloc_has_inodes_at_extent`).
+    pub fn inode_coverage(&self, agbno: u32, len: u32) -> Result<Coverage, Unavailable> {
+        let inopb_log = self.fs.geometry().inopb_log;
+        let mut b = ExtentBitmap::new();
+        for r in self.inode_chunks(agbno, len)? {
+            set_inode_blocks(&r, inopb_log, &mut b);
+        }
+        Ok(b.coverage(u64::from(agbno), u64::from(len)))
+    }
+}
+
+/// Adds to `b` the AG blocks holding the inodes of chunk `r` that exist
+/// (sparse holes left out); `inopb_log` is log2 of inodes per block.
+pub(crate) fn set_inode_blocks(r: &InobtRec, inopb_log: u8, b: &mut ExtentBitmap) {
+    let shift = u32::from(inopb_log);
+    // Runs of hole-mask bits that are clear, each bit four inodes.
+    let mut bit = 0u32;
+    while bit < 16 {
+        if r.holemask & (1 << bit) != 0 {
+            bit = bit.saturating_add(1);
+            continue;
+        }
+        let first_bit = bit;
+        while bit < 16 && r.holemask & (1 << bit) == 0 {
+            bit = bit.saturating_add(1);
+        }
+        let first = u64::from(r.startino).saturating_add(u64::from(first_bit) * 4);
+        let last = u64::from(r.startino)
+            .saturating_add(u64::from(bit) * 4)
+            .saturating_sub(1);
+        let (fb, lb) = (first >> shift, last >> shift);
+        b.set(fb, lb.saturating_sub(fb).saturating_add(1));
+    }
+}
