@@ -23,3 +23,5 @@ mod paths;
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]
 mod scrub_alloc;
+#[path = "xfs/scrub_rmap.rs"]
+mod scrub_rmap;

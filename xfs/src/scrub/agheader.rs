@@ -50,37 +50,6 @@ use scrub::{Finding, FindingKind, Findings, ItemId, Scope, ScrubContext, ScrubEr
 use std::collections::HashSet;
 use xfbtree::{BlockAddr, BlockStore};
 
-/// Defines a scrubber that checks nothing. Used only by the placeholder
-/// scrubber files of the integration branch (each structure's real
-/// scrubber replaces its placeholder); not used by this file's scrubbers.
-macro_rules! placeholder {
-    ($t:ident, $name:literal, $scope:expr, $deps:expr) => {
-        /// Placeholder.
-        pub struct $t;
-        impl Scrubber<Filesystem> for $t {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn scope(&self) -> Scope {
-                $scope
-            }
-            fn depends_on(&self) -> &'static [&'static str] {
-                $deps
-            }
-            fn scrub(
-                &self,
-                _: &Filesystem,
-                _: &ItemId,
-                _: &ScrubContext,
-                _: &mut Findings,
-            ) -> Result<(), ScrubError> {
-                Ok(())
-            }
-        }
-    };
-}
-pub(crate) use placeholder;
-
 /// Sector of each AG header within its AG.
 const SB_SECTOR: u32 = 0;
 const AGF_SECTOR: u32 = 1;

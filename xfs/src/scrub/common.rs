@@ -204,6 +204,96 @@ impl XrefFailures {
     }
 }
 
+/// Walks `tree` once with the engine's verifier without reporting: every
+/// record goes to `on_record`, and the answer is the set of the tree's
+/// blocks, for comparing its footprint with other structures. It is
+/// `Unavailable` when the walk met any structural problem: the set (and
+/// the records seen) may then miss a subtree, and a comparison would blame
+/// the other structure wrongly. The tree's own scrubber reports the damage.
+pub(crate) fn walk_quietly<S, F>(
+    tree: &Btree<S, F>,
+    what: &str,
+    on_record: impl FnMut(&F::Record),
+) -> Result<ExtentBitmap, super::xref::Unavailable>
+where
+    S: BlockStore,
+    F: BtreeFormat,
+{
+    struct Quiet<R> {
+        set: ExtentBitmap,
+        problems: u64,
+        on_record: R,
+    }
+    impl<F: BtreeFormat, R: FnMut(&F::Record)> Visitor<F> for Quiet<R> {
+        fn block(&mut self, addr: BlockAddr, _level: u16, _bytes: &[u8]) {
+            self.set.set(addr.0, 1);
+        }
+        fn record(&mut self, record: &F::Record, _at: RecordLoc) {
+            (self.on_record)(record);
+        }
+        fn problem(&mut self, _p: TreeProblem) {
+            self.problems = self.problems.saturating_add(1);
+        }
+    }
+    let mut v = Quiet {
+        set: ExtentBitmap::new(),
+        problems: 0,
+        on_record,
+    };
+    tree.verify(&mut v);
+    if v.problems > 0 {
+        return Err(super::xref::Unavailable(format!(
+            "the {what} is damaged ({} structural problems)",
+            v.problems
+        )));
+    }
+    Ok(v.set)
+}
+
+/// The blocks of `tree` ([`walk_quietly`] without looking at records).
+pub(crate) fn tree_blocks<S, F>(
+    tree: &Btree<S, F>,
+    what: &str,
+) -> Result<ExtentBitmap, super::xref::Unavailable>
+where
+    S: BlockStore,
+    F: BtreeFormat,
+{
+    walk_quietly(tree, what, |_| {})
+}
+
+/// Reports, as `corrupt` findings `structure.lsn`, every block among
+/// `blocks` of `tree` (a short-form AG btree) whose LSN is beyond the log
+/// head: for scrubbers whose walk does not see block bytes.
+pub(crate) fn check_block_lsns<S, F>(
+    fs: &crate::fs::Filesystem,
+    tree: &Btree<S, F>,
+    blocks: &ExtentBitmap,
+    structure: &'static str,
+    group: u32,
+    out: &mut Findings,
+) where
+    S: BlockStore,
+    F: BtreeFormat,
+{
+    let head = log_head(fs);
+    if head.is_none() {
+        return;
+    }
+    for (start, len) in blocks.runs() {
+        for addr in start..start.saturating_add(len) {
+            let f = tree
+                .store()
+                .read(BlockAddr(addr), |b| {
+                    block_lsn_finding(structure, group, BlockAddr(addr), b, SHORT_LSN_OFFSET, head)
+                })
+                .ok()
+                .flatten();
+            out.extend(f);
+        }
+    }
+}
+
 /// Byte offset of the LSN in a short-form (AG) btree block header; see the
 /// header map in `format::btree`.
 pub(crate) const SHORT_LSN_OFFSET: usize = 24;

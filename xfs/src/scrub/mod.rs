@@ -18,14 +18,11 @@
 
 pub mod agheader;
 pub mod alloc;
-// Used by the scrubbers being written on their branches.
-#[allow(dead_code)]
 mod common;
 pub mod fscounters;
 pub mod ialloc;
 pub mod refcount;
 pub mod rmap;
-#[allow(dead_code)]
 mod xref;
 
 use crate::fs::Filesystem;

@@ -10,7 +10,6 @@
 use crate::btree::AgBtree;
 use crate::format::Checked;
 use crate::format::agf::Agf;
-use crate::format::agfl::Agfl;
 use crate::format::agi::Agi;
 use crate::format::btree::alloc::{AllocRec, BnoKey, Bnobt, Cntbt};
 use crate::format::btree::ialloc::{INODES_PER_CHUNK, Inobt, InobtRec};
@@ -192,14 +191,6 @@ impl<'fs> AgContext<'fs> {
             .map_err(|e| Unavailable(e.to_string()))
     }
 
-    /// The AGFL as read (with problems), or `None` if its magic is wrong.
-    pub fn agfl(&self) -> Result<Checked<Agfl>, ScrubError> {
-        let agf = self.agf.as_ref().map(|c| &c.value);
-        self.fs
-            .read_agfl(self.agno, agf)
-            .map_err(ScrubError::operational)
-    }
-
     /// The AG blocks on the free list, as the AGF's ring says (slots whose
     /// block number is not a valid AG block are left out).
     pub fn agfl_blocks(&self) -> Result<Vec<u32>, Unavailable> {
@@ -263,15 +254,6 @@ impl<'fs> Xref<'fs> {
             out.push(r);
         }
         Ok(out)
-    }
-
-    /// How much of `[agbno, agbno + len)` the bnobt says is free.
-    pub fn free_coverage(&self, agbno: u32, len: u32) -> Result<Coverage, Unavailable> {
-        let mut b = ExtentBitmap::new();
-        for r in self.free_overlaps(agbno, len)? {
-            b.set(u64::from(r.startblock), u64::from(r.blockcount));
-        }
-        Ok(b.coverage(u64::from(agbno), u64::from(len)))
     }
 
     /// Reverse mappings that overlap `[agbno, agbno + len)`, any owner.
@@ -817,6 +799,20 @@ pub(crate) fn chunk_overlap(
         }
     }
     (inodes, holes)
+}
+
+impl Xref<'_> {
+    /// How much of `[agbno, agbno + len)` holds inodes according to the
+    /// inobt: blocks of inode chunks, without the holes of sparse chunks
+    /// (`xfs_ialloc_has_inodes_at_extent`).
+    pub fn inode_coverage(&self, agbno: u32, len: u32) -> Result<Coverage, Unavailable> {
+        let geo = self.fs.geometry();
+        let mut b = ExtentBitmap::new();
+        for r in self.inode_chunks(agbno, len)? {
+            b.union(&chunk_blocks(geo, &r).0);
+        }
+        Ok(b.coverage(u64::from(agbno), u64::from(len)))
+    }
 }
 
 #[cfg(test)]

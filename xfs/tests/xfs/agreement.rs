@@ -36,6 +36,8 @@ const COVERED: &[&str] = &[
     "cntbt",
     "inobt",
     "finobt",
+    "rmapbt",
+    "refcountbt",
 ];
 
 /// The longest one case may take (open + full check).
@@ -139,6 +141,18 @@ fn check_case(c: &Case) -> Verdict {
     };
     let report = scrub::run(&fs, &xfs::scrub::registry(), &ctx, &opts).unwrap();
     if report.has_damage() {
+        // Cases xfs_repair -n passes but scrubd flags: print what was
+        // found so each can be judged (real damage the oracle misses, or
+        // a false positive to fix).
+        if !c.repair_flags && std::env::var_os("AGREEMENT_EXTRAS").is_some() {
+            let f: Vec<String> = report
+                .findings()
+                .filter(|(_, f)| f.kind.is_damage())
+                .take(3)
+                .map(|(_, f)| f.to_string())
+                .collect();
+            eprintln!("EXTRA {} :: {}", c.id, f.join(" || "));
+        }
         Verdict::Damage
     } else {
         Verdict::Clean
