@@ -1,15 +1,12 @@
 //! `scrubd info`: geometry and features in `xfs_info`'s layout, or every
 //! superblock field in `xfs_db`'s.
 
-use std::error::Error as StdError;
+use scrubd::exit::BoxError;
 use std::fmt::Write as _;
 use std::path::Path;
 use xfs::device::{Access, open_image};
 use xfs::format::superblock::{self, Superblock};
 use xfs::{Error, Filesystem};
-
-/// Boxed error for the command layer.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Runs `scrubd info`.
 pub fn run(image: &Path, sb_fields: bool) -> Result<(), BoxError> {

@@ -1,20 +1,22 @@
 //! `scrubd`: check and repair XFS v5 filesystem images.
 //!
-//! Exit codes: 0 success, 8 operational error (bad image, I/O error,
-//! unsupported feature), 16 usage error. Errors are rendered once, here,
-//! as one line `scrubd: <error>: <cause>: ...`.
+//! This file parses the command line and turns results into exit codes
+//! (through [`scrubd::exit`], the one place that maps them). Errors are
+//! rendered once, here, as one line `scrubd: <error>: <cause>: ...`.
 #![forbid(unsafe_code)]
 
 mod info;
 
-use clap::{Parser, Subcommand};
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand};
+use scrub::CancelToken;
+use scrubd::check::{self, CheckArgs};
+use scrubd::exit::{self, CliError};
+use scrubd::report;
+use scrubd::size::{self, parse_size};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit code for an operational error.
-const EXIT_OPERATIONAL: u8 = 8;
-/// Exit code for a usage error.
-const EXIT_USAGE: u8 = 16;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,41 +40,136 @@ enum Command {
         #[arg(long)]
         sb: bool,
     },
+    /// Check every metadata structure of an image, read-only, and report
+    /// what is damaged.
+    #[command(
+        long_about = "Check every metadata structure of an XFS v5 image and report what is \
+damaged: where (AG, block, record, inode), what (field, expected and actual value) and how \
+bad (corrupt, xref-corrupt, xref-failed, incomplete, preen, warning). The image is opened \
+read-only and never written. A dirty log is reported as a warning: the results may then be \
+stale, as with xfs_repair -n.",
+        after_long_help = CHECK_AFTER_HELP,
+        after_help = "Exit status: 0 no damage, 4 damage found, 8 operational error, \
+16 usage error, 32 cancelled (bits combine). See --help for more."
+    )]
+    Check(CheckCli),
+}
+
+const CHECK_AFTER_HELP: &str = "\
+Exit status (bits, combined as fsck(8) combines them):
+  0   no damage found (preen and warning findings alone give 0)
+  4   damage found: a corrupt or xref-corrupt finding
+  8   operational error: the image cannot be read or is unsupported (v4,
+      unknown features, I/O error), or a check stopped because of one
+  16  usage error (bad flag or argument)
+  32  cancelled by Ctrl-C (a second Ctrl-C exits at once)
+
+A damaged primary superblock is damage (exit 4), not an operational error,
+when a valid secondary superblock shows the image is XFS.
+
+Examples:
+  scrubd check testdata/images/rmapbt.img.zst
+  scrubd check --json --only agf,bnobt,cntbt testdata/images/large.img.zst
+  scrubd check --memory 256M --threads 1 /dev/vg0/scratch
+
+JSON output (--json) is documented in the rustdoc of scrubd::report::json
+(cargo doc -p scrubd --open).";
+
+#[derive(Debug, Args)]
+struct CheckCli {
+    /// The image: a file or block device, plain or zstd-compressed.
+    image: PathBuf,
+    /// Write JSON Lines on stdout instead of the text report: a `begin`
+    /// record, one `finding` per finding, `item` records for checks not
+    /// done, and a final `summary` (see scrubd::report::json).
+    #[arg(long)]
+    json: bool,
+    /// No progress bar; the text report leaves out its header and the list
+    /// of structures the filesystem does not have.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Staging memory budget for shadow copies of metadata: bytes, or a
+    /// number with K, M, G or T (multiples of 1024), e.g. 512M. Staging
+    /// beyond it spills to a temporary file in $SCRUBD_TMPDIR. Default:
+    /// 1/8 of physical memory, at least 64M and at most 4G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Worker threads checking allocation groups in parallel. Default: the
+    /// number of CPUs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Check only these structures (comma separated). Structures they
+    /// depend on are not checked unless named too.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        value_parser = PossibleValuesParser::new(check::scrubber_names())
+    )]
+    only: Option<Vec<String>>,
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             // clap renders help, version and usage errors itself.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(exit::for_clap(&e));
         }
     };
     let result = match cli.command {
-        Command::Info { image, sb } => info::run(&image, sb),
+        Command::Info { image, sb } => info::run(&image, sb)
+            .map(|()| exit::NO_DAMAGE)
+            .map_err(CliError::Operational),
+        Command::Check(c) => run_check(c),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("scrubd: {}", render_chain(e.as_ref()));
-            ExitCode::from(EXIT_OPERATIONAL)
+            eprintln!("scrubd: {e}");
+            ExitCode::from(exit::for_error(&e))
         }
     }
 }
 
-/// Renders an error and its causes on one line.
-fn render_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
+/// Runs `scrubd check` and prints its report; returns the exit code.
+fn run_check(c: CheckCli) -> Result<u8, CliError> {
+    let cancel = interrupt_token()?;
+    let args = CheckArgs {
+        image: c.image,
+        memory: c.memory.unwrap_or_else(size::default_memory),
+        threads: c.threads.map_or_else(default_threads, usize::from),
+        only: c.only,
+        progress: !c.quiet && std::io::stderr().is_terminal(),
+    };
+    let r = check::run(&args, &cancel)?;
+    let mut out = std::io::stdout().lock();
+    if c.json {
+        report::json::write(&r, &mut out)?;
+    } else {
+        out.write_all(report::text::render(&r, c.quiet).as_bytes())?;
     }
-    s
+    out.flush()?;
+    Ok(r.exit_code())
+}
+
+/// A cancel token set by the first Ctrl-C; the second exits at once.
+fn interrupt_token() -> Result<CancelToken, CliError> {
+    let token = CancelToken::new();
+    let t = token.clone();
+    ctrlc::set_handler(move || {
+        if t.is_cancelled() {
+            eprintln!("scrubd: interrupted again: exiting now");
+            std::process::exit(i32::from(exit::CANCELLED));
+        }
+        t.cancel();
+        eprintln!("scrubd: interrupted: finishing the checks under way (Ctrl-C again to exit now)");
+    })
+    .map_err(|e| CliError::Operational(format!("cannot handle Ctrl-C: {e}").into()))?;
+    Ok(token)
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
