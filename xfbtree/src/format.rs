@@ -160,4 +160,11 @@ pub trait BtreeFormat {
     fn record_high_key(&self, record: &Self::Record) -> Self::Key {
         self.record_key(record)
     }
+
+    /// A key as the verifier's messages show it to a person. The default
+    /// is the key's `Debug` form; formats override it with their own
+    /// field names.
+    fn describe_key(&self, key: &Self::Key) -> String {
+        format!("{key:?}")
+    }
 }

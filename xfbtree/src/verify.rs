@@ -362,8 +362,7 @@ impl<F: BtreeFormat, V: Visitor<F>> Walk<'_, F, V> {
     }
 
     fn show(&self, k: &F::Key) -> String {
-        let _ = self.format;
-        format!("{k:?}")
+        self.format.describe_key(k)
     }
 }
 

@@ -30,7 +30,7 @@ use super::common::{
     SHORT_LSN_OFFSET, XrefFailures, at_record, block_lsn_finding, check_tree_blocks, group_of,
     log_head, owner_name, record_finding, unavailable, walk_tree_blocks, xref_corrupt,
 };
-use super::xref::{AgContext, Unavailable, Xref};
+use super::xref::{AgContext, Unavailable, Vetting, Xref};
 use crate::btree::AgBtree;
 use crate::format::btree::alloc::{AllocRec, BnoKey, CntKey};
 use crate::format::btree::rmap::owner;
@@ -78,6 +78,7 @@ impl Scrubber<Filesystem> for BnobtScrub {
             let t = cntbt.as_ref().map_err(Clone::clone)?;
             Ok(t.lookup(&CntKey(*r), Lookup::Le)?)
         };
+        let mut vetting = Vetting::default();
         check_tree(
             &ag,
             &xref,
@@ -89,6 +90,7 @@ impl Scrubber<Filesystem> for BnobtScrub {
                 xref_matched: true,
             },
             other,
+            || vetting.sound("cntbt", &cntbt),
             out,
         );
         ctx.check_cancelled()
@@ -129,6 +131,7 @@ impl Scrubber<Filesystem> for CntbtScrub {
             Ok(t.lookup(&BnoKey(*r), Lookup::Le)?)
         };
         let bnobt_sound = ctx.health_of("bnobt", item.group) == Health::Ok;
+        let mut vetting = Vetting::default();
         check_tree(
             &ag,
             &xref,
@@ -140,6 +143,13 @@ impl Scrubber<Filesystem> for CntbtScrub {
                 xref_matched: !bnobt_sound,
             },
             other,
+            || {
+                if bnobt_sound {
+                    Ok(())
+                } else {
+                    vetting.sound("bnobt", &xref.bnobt)
+                }
+            },
             out,
         );
         ctx.check_cancelled()
@@ -165,13 +175,15 @@ struct Tree {
 
 /// Walks one free-space tree and checks it; `other` finds the record of
 /// the other free-space tree at or before a given extent in that tree's
-/// order.
+/// order, and `other_sound` says (walking it once, lazily) whether that
+/// tree is sound enough for a disagreement with it to blame this one.
 fn check_tree<F>(
     ag: &AgContext<'_>,
     xref: &Xref<'_>,
     tree: &AgBtree<'_, F>,
     which: Tree,
     other: impl Fn(&AllocRec) -> Result<Option<AllocRec>, Unavailable>,
+    mut other_sound: impl FnMut() -> Result<(), Unavailable>,
     out: &mut Findings,
 ) where
     F: BtreeFormat<Record = AllocRec>,
@@ -219,19 +231,22 @@ fn check_tree<F>(
                     return;
                 }
             }
-            Ok(found) => out.push(loc(xref_corrupt(
-                name,
-                group,
-                &format!("not-in-{}", which.other),
-                format!(
-                    "{what} has no matching record in the {}{}",
-                    which.other,
-                    found.map_or(String::new(), |o| format!(
-                        " (nearest: {} blocks at AG block {})",
-                        o.blockcount, o.startblock
-                    ))
-                ),
-            ))),
+            Ok(found) => match other_sound() {
+                Ok(()) => out.push(loc(xref_corrupt(
+                    name,
+                    group,
+                    &format!("not-in-{}", which.other),
+                    format!(
+                        "{what} has no matching record in the {}{}",
+                        which.other,
+                        found.map_or(String::new(), |o| format!(
+                            " (nearest: {} blocks at AG block {})",
+                            o.blockcount, o.startblock
+                        ))
+                    ),
+                ))),
+                Err(why) => xfails.report(name, group, which.other, why, out),
+            },
             Err(why) => xfails.report(name, group, which.other, why, out),
         }
 

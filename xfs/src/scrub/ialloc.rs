@@ -38,7 +38,7 @@ use super::common::{
     SHORT_LSN_OFFSET, XrefFailures, at_record, block_lsn_finding, check_tree_blocks, group_of,
     log_head, record_finding, unavailable, walk_tree_blocks, xref_corrupt,
 };
-use super::xref::{AgContext, Unavailable, Xref, chunk_blocks};
+use super::xref::{AgContext, Unavailable, Vetting, Xref, chunk_blocks};
 use crate::btree::AgBtree;
 use crate::format::btree::ialloc::{INODES_PER_CHUNK, INODES_PER_HOLEMASK_BIT, Inobt, InobtRec};
 use crate::format::btree::rmap::{RmapRec, Rmapbt, owner};
@@ -179,8 +179,13 @@ fn scrub_tree(
     let head = log_head(fs);
     let mut fails = XrefFailures::default();
     let mut st = WalkState::default();
+    let mut vetting = Vetting::default();
+    if inobt_sound {
+        vetting.record("inobt", Ok(()));
+    }
 
     let walk = {
+        let vetting = &mut vetting;
         let fails = &mut fails;
         let st = &mut st;
         let on_block = |addr: xfbtree::BlockAddr, _level: u16, bytes: &[u8], out: &mut Findings| {
@@ -195,7 +200,7 @@ fn scrub_tree(
                 return;
             }
             st.inodes = st.inodes.saturating_add(u64::from(r.count));
-            let matched = xref_other(&ag, which, other.as_ref(), r, at, fails, out);
+            let matched = xref_other(group, which, other.as_ref(), r, at, vetting, fails, out);
             if matched && inobt_sound {
                 return;
             }
@@ -533,16 +538,18 @@ fn xref_chunk(
 
 /// Cross-references one sound record with the other inode tree; true if
 /// that tree holds the very same record (finobt).
+#[allow(clippy::too_many_arguments)]
 fn xref_other(
-    ag: &AgContext<'_>,
+    group: u32,
     which: Which,
     other: Option<&Result<AgBtree<'_, Inobt>, Unavailable>>,
     r: &InobtRec,
     at: RecordLoc,
+    vetting: &mut Vetting,
     fails: &mut XrefFailures,
     out: &mut Findings,
 ) -> bool {
-    let (name, group) = (which.name(), ag.group());
+    let name = which.name();
     let start = r.startino;
     let chunk = format!("the inode chunk at AG inode {start}");
     let Some(other) = other else {
@@ -588,7 +595,10 @@ fn xref_other(
         _ => None,
     };
     if let Some((code, msg)) = disagreement {
-        out.push(at_record(xref_corrupt(name, group, code, msg), at));
+        // A damaged other tree answers lookups wrongly: the disagreement
+        // only blames this tree once the other one is known sound.
+        let f = at_record(xref_corrupt(name, group, code, msg), at);
+        vetting.confirm(which.other(), other, name, group, f, fails, out);
     }
     matched
 }

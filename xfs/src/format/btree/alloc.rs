@@ -50,6 +50,13 @@ impl AllocRec {
 #[derive(Debug, Clone, Copy)]
 pub struct BnoKey(pub AllocRec);
 
+impl BnoKey {
+    /// The key as messages show it: only the start block orders it.
+    fn describe(&self) -> String {
+        format!("(startblock {})", self.0.startblock)
+    }
+}
+
 impl PartialEq for BnoKey {
     fn eq(&self, other: &Self) -> bool {
         self.0.startblock == other.0.startblock
@@ -70,6 +77,16 @@ impl Ord for BnoKey {
 /// A cntbt key: a record copy ordered by block count, then start block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CntKey(pub AllocRec);
+
+impl CntKey {
+    /// The key as messages show it, in its sort order.
+    fn describe(&self) -> String {
+        format!(
+            "(blockcount {}, startblock {})",
+            self.0.blockcount, self.0.startblock
+        )
+    }
+}
 
 impl PartialOrd for CntKey {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -168,6 +185,9 @@ macro_rules! alloc_format {
             }
             fn record_key(&self, r: &AllocRec) -> $key {
                 $key(*r)
+            }
+            fn describe_key(&self, k: &$key) -> String {
+                k.describe()
             }
         }
     };

@@ -98,4 +98,7 @@ impl BtreeFormat for Bmbt {
     fn record_key(&self, r: &BmbtIrec) -> u64 {
         r.startoff
     }
+    fn describe_key(&self, k: &u64) -> String {
+        format!("(file block {k})")
+    }
 }

@@ -177,6 +177,9 @@ impl BtreeFormat for Inobt {
     fn record_key(&self, r: &InobtRec) -> u32 {
         r.startino
     }
+    fn describe_key(&self, k: &u32) -> String {
+        format!("(startino {k})")
+    }
 }
 
 #[cfg(test)]

@@ -116,4 +116,8 @@ impl BtreeFormat for Refcountbt {
     fn record_key(&self, r: &RefcountRec) -> u32 {
         r.key()
     }
+    fn describe_key(&self, k: &u32) -> String {
+        let domain = if k & COW_FLAG != 0 { ", cow" } else { "" };
+        format!("(startblock {}{domain})", k & !COW_FLAG)
+    }
 }

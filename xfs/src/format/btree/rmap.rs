@@ -276,6 +276,13 @@ impl BtreeFormat for Rmapbt {
             offset_word: r.offset_word,
         }
     }
+    fn describe_key(&self, k: &RmapKey) -> String {
+        let owner = owner::name(k.owner).map_or_else(|| k.owner.to_string(), str::to_owned);
+        format!(
+            "(startblock {}, owner {owner}, offset word {:#x})",
+            k.startblock, k.offset_word
+        )
+    }
     fn record_high_key(&self, r: &RmapRec) -> RmapKey {
         // The kernel's arithmetic, wrap-around included, so that keys it
         // wrote compare equal to the keys computed here.
