@@ -329,9 +329,16 @@ impl XFile {
     /// pages. Fails with [`StagingError::BudgetExhausted`] if no memory can
     /// be had for the page.
     pub fn with_page<R>(&self, page: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, StagingError> {
-        let pin = self.inner.pin_page(page)?;
-        let data = read_lock(&pin.page.data);
-        Ok(f(&data.buf))
+        // One lock round per access on the hot path: the page's validity
+        // (another thread may still be filling it) is checked under the
+        // same lock the caller's closure runs under.
+        loop {
+            let pin = self.inner.pin_any(page)?;
+            let data = read_lock(&pin.page.data);
+            if data.valid {
+                return Ok(f(&data.buf));
+            }
+        }
     }
 
     /// Like [`XFile::with_page`], for changing the page. The page is marked
@@ -342,10 +349,14 @@ impl XFile {
         page: u64,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, StagingError> {
-        let pin = self.inner.pin_page(page)?;
-        let mut data = write_lock(&pin.page.data);
-        self.inner.mark_page_written(&pin.page, page);
-        Ok(f(&mut data.buf))
+        loop {
+            let pin = self.inner.pin_any(page)?;
+            let mut data = write_lock(&pin.page.data);
+            if data.valid {
+                self.inner.mark_page_written(&pin.page, page);
+                return Ok(f(&mut data.buf));
+            }
+        }
     }
 
     /// Pin page `page` until the returned lease is dropped. Leased pages are
@@ -662,6 +673,18 @@ impl Inner {
 
     /// Pin a cached, valid page for direct access.
     fn pin_page(&self, idx: u64) -> Result<Pin, StagingError> {
+        loop {
+            let pin = self.pin_any(idx)?;
+            if read_lock(&pin.page.data).valid {
+                return Ok(pin);
+            }
+        }
+    }
+
+    /// Pins page `idx` in the cache, filling it from the backing file if it
+    /// was not cached. The page may still be being filled by another
+    /// thread: callers check `valid` under the page's lock (and retry).
+    fn pin_any(&self, idx: u64) -> Result<Pin, StagingError> {
         if idx >= self.max_len >> self.shift {
             return Err(StagingError::OutOfRange {
                 name: self.counters.name.clone(),
@@ -670,17 +693,9 @@ impl Inner {
                 limit: self.max_len >> self.shift,
             });
         }
-        loop {
-            match self.acquire(idx, Fill::Read, false)? {
-                Acquired::Cached { pin, .. } => {
-                    if read_lock(&pin.page.data).valid {
-                        return Ok(pin);
-                    }
-                }
-                Acquired::Direct(_) | Acquired::Hole => {
-                    return Err(self.budget_exhausted(self.ps()));
-                }
-            }
+        match self.acquire(idx, Fill::Read, false)? {
+            Acquired::Cached { pin, .. } => Ok(pin),
+            Acquired::Direct(_) | Acquired::Hole => Err(self.budget_exhausted(self.ps())),
         }
     }
 
