@@ -8,7 +8,7 @@ use crate::format::agfl::Agfl;
 use crate::format::agi::Agi;
 use crate::format::dinode::Dinode;
 use crate::format::superblock::{self, SbKind, Superblock};
-use crate::format::{Checked, crc};
+use crate::format::{Checked, Problem, crc};
 use crate::geometry::Geometry;
 use crate::log::{LogState, log_state};
 use crate::types::{AgNumber, Daddr, FsBlock, Ino};
@@ -66,11 +66,12 @@ impl Filesystem {
                 magic: sb0.magicnum,
             });
         }
-        // Refuse v4 and unknown features before trusting any geometry.
-        let mut warnings = sb0
-            .features()
-            .check_supported()
-            .map_err(Error::Unsupported)?;
+        // Refuse v4 and unknown features before trusting any geometry,
+        // unless the primary is what is damaged (see `damaged_primary`).
+        let mut warnings = match sb0.features().check_supported() {
+            Ok(w) => w,
+            Err(why) => return Err(damaged_primary(dev.as_ref(), &sb0, Error::Unsupported(why))),
+        };
         // The CRC covers one sector: read it once its size is plausible.
         let sect = usize::from(sb0.sectsize);
         let sector = if sect > 512 && sect <= MAX_SECTOR && sect.is_power_of_two() {
@@ -83,7 +84,11 @@ impl Filesystem {
             first
         };
         let sb = Superblock::from_bytes(&sector)?;
-        let geo = Geometry::from_superblock(&sb, &sector)?;
+        let geo = match Geometry::from_superblock(&sb, &sector) {
+            Ok(g) => g,
+            Err(e @ Error::Unsupported(_)) => return Err(damaged_primary(dev.as_ref(), &sb, e)),
+            Err(e) => return Err(e),
+        };
         let need = sb.dblocks.saturating_mul(u64::from(sb.blocksize));
         if size < need {
             return Err(Error::Malformed {
@@ -251,5 +256,135 @@ impl Filesystem {
         let mut buf = vec![0u8; len];
         self.read_daddr(daddr, &mut buf)?;
         Ok(buf)
+    }
+}
+
+/// Fields that every superblock copy must share and that decide whether
+/// scrubd can interpret the filesystem at all (besides the version nibble).
+/// Not `versionnum` as a whole nor `features2`: the kernel sets bits of
+/// those in the primary alone as features come into use.
+const IDENTITY_FIELDS: &[&str] = &[
+    "features_compat",
+    "features_ro_compat",
+    "features_incompat",
+    "logstart",
+    "logblocks",
+    "blocksize",
+    "sectsize",
+    "inodesize",
+    "agblocks",
+    "agcount",
+    "dblocks",
+    "rootino",
+];
+/// `unsupported` is why the primary superblock `primary` cannot be
+/// interpreted (a v4 version, unknown incompatible features, an external
+/// log). That is only true of the filesystem if its other copies say so
+/// too: a single flipped bit in the primary must read as a damaged primary
+/// (as `xfs_repair` treats it), not as a filesystem we do not support.
+///
+/// The primary is damaged when its CRC does not match, or when the
+/// secondary superblock of AG 1 (where the primary's geometry puts it)
+/// verifies cleanly, is itself supported, and disagrees with the primary
+/// on an identity field. Then the answer is [`Error::Corrupt`] naming each
+/// such field; otherwise `unsupported` is returned unchanged.
+fn damaged_primary(dev: &dyn Device, primary: &Superblock, unsupported: Error) -> Error {
+    let read_sector = |offset: u64, sectsize: u16| -> Option<Vec<u8>> {
+        let sect = usize::from(sectsize);
+        let len = if (512..=MAX_SECTOR).contains(&sect) && sect.is_power_of_two() {
+            sect
+        } else {
+            512
+        };
+        let mut s = vec![0u8; len];
+        dev.read_at(&mut s, offset).ok()?;
+        Some(s)
+    };
+    let mut problems = Vec::new();
+    // A v5 primary (by its CRC feature bit or its version nibble) whose
+    // CRC does not match was damaged after it was last written.
+    if (primary.features2 & crate::format::features::features2::CRC != 0
+        || primary.features().is_v5())
+        && let Some(sector) = read_sector(0, primary.sectsize)
+        && let Some(computed) = crc::compute(&sector, superblock::CRC_OFFSET)
+        && computed != primary.crc
+    {
+        problems.push(Problem {
+            structure: "superblock 0".to_owned(),
+            field: "crc".to_owned(),
+            expected: format!("{computed:#x}"),
+            actual: format!("{:#x}", primary.crc),
+        });
+    }
+    // The AG 1 copy, where the primary's geometry puts it.
+    let secondary = u64::from(primary.agblocks)
+        .checked_mul(u64::from(primary.blocksize))
+        .filter(|off| *off > 0 && *off < dev.size())
+        .and_then(|off| Some((off, read_sector(off, primary.sectsize)?)))
+        .and_then(|(_, sector)| {
+            let sb = Superblock::from_bytes(&sector).ok()?;
+            let clean = sb
+                .verify(
+                    &sector,
+                    SbKind::Secondary {
+                        agno: AgNumber(1),
+                        primary: &sb,
+                    },
+                )
+                .is_empty();
+            // Supported itself: known features, an internal log, no
+            // realtime section. (Not `Geometry::from_superblock`: that
+            // holds a copy to the primary's rules, such as `inprogress`.)
+            let supported =
+                sb.features().check_supported().is_ok() && sb.logstart != 0 && sb.rblocks == 0;
+            (clean && supported).then_some(sb)
+        });
+    if let Some(sec) = secondary {
+        let nibble = |v: u16| v & 0xf;
+        if nibble(primary.versionnum) != nibble(sec.versionnum) {
+            problems.push(Problem {
+                structure: "superblock 0".to_owned(),
+                field: "versionnum".to_owned(),
+                expected: format!(
+                    "version {} in the low nibble (as superblock 1 says)",
+                    nibble(sec.versionnum)
+                ),
+                actual: format!("{:#x}", primary.versionnum),
+            });
+        }
+        let (mut p, s) = (primary.db_fields(true), sec.db_fields(true));
+        // NEEDSREPAIR is set in the primary alone while a repair runs.
+        let needsrepair = u64::from(crate::format::features::incompat::NEEDSREPAIR);
+        for (n, v) in &mut p {
+            if *n == "features_incompat" {
+                let bits = u64::from(primary.features_incompat) & !needsrepair;
+                *v = if bits == 0 {
+                    "0".to_owned()
+                } else {
+                    format!("{bits:#x}")
+                };
+            }
+        }
+        for name in IDENTITY_FIELDS {
+            let value =
+                |v: &[(&str, String)]| v.iter().find(|(n, _)| n == name).map(|(_, x)| x.clone());
+            if let (Some(pv), Some(sv)) = (value(&p), value(&s))
+                && pv != sv
+            {
+                problems.push(Problem {
+                    structure: "superblock 0".to_owned(),
+                    field: (*name).to_owned(),
+                    expected: format!("{sv} (as superblock 1 says)"),
+                    actual: pv,
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        return unsupported;
+    }
+    Error::Corrupt {
+        what: format!("primary superblock ({unsupported})"),
+        problems,
     }
 }

@@ -1153,7 +1153,7 @@ fn check_secondary(
             format!("{:#x}", sb.features_incompat),
         );
     }
-    if sb.bad_features2 != sb.features2 {
+    if sb.bad_features2 != sb.features2 && sb.bad_features2 != 0 {
         diff(
             "bad_features2",
             Rule::Preen,

@@ -202,18 +202,51 @@ fn unknown_and_unsupported_incompat_bits() {
         16,
     )
     .unwrap();
+    let agcount: u32 = xfs_db(&img, false, &["sb 0", "print agcount"])
+        .stdout
+        .trim()
+        .trim_start_matches("agcount = ")
+        .parse()
+        .unwrap();
+    // One xfs_db write command applied to every superblock copy.
+    let write_every_copy = |cmd: &str| {
+        let mut cmds = Vec::new();
+        for ag in 0..agcount {
+            cmds.push(format!("sb {ag}"));
+            cmds.push(cmd.to_owned());
+        }
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let w = xfs_db(&img, true, &cmds);
+        assert!(w.ok, "{}", w.stderr);
+    };
     for (bit, want) in [
         (1u32 << 20, "0x100000 (bit 20)"),
         (1 << 7, "PARENT"),
         (1 << 8, "METADIR"),
         (1 << 6, "EXCHRANGE"),
     ] {
+        // In the primary alone, an unknown bit is a damaged primary (the
+        // AG 1 copy does not have it), as xfs_repair -n also says.
         let cmd = format!("write -d features_incompat {:#x}", v | bit);
         let w = xfs_db(&img, true, &["sb 0", &cmd]);
         assert!(w.ok, "{}", w.stderr);
         let e = open(&img).unwrap_err();
+        match &e {
+            xfs::Error::Corrupt { problems, .. } => {
+                assert!(
+                    problems.iter().any(|p| p.field == "features_incompat"),
+                    "{e}"
+                );
+            }
+            _ => panic!("a primary-only unknown bit must read as damage: {e}"),
+        }
+        // In every copy, it is a filesystem scrubd does not support.
+        write_every_copy(&cmd);
+        let e = open(&img).unwrap_err();
         assert!(matches!(e, xfs::Error::Unsupported(_)), "{e}");
         assert!(e.to_string().contains(want), "{e}");
+        // Back to the original bits everywhere.
+        write_every_copy(&format!("write -d features_incompat {v:#x}"));
     }
     // NEEDSREPAIR opens with a warning.
     let cmd = format!("write -d features_incompat {:#x}", v | (1 << 4));
