@@ -295,3 +295,8 @@ fn run_set(set: &str) {
 fn ag_metadata_corpus() {
     run_set("ag");
 }
+
+#[test]
+fn inode_corpus() {
+    run_set("inode");
+}
