@@ -15,6 +15,8 @@
 //!   directories, a project id high half only with 32-bit project ids,
 //!   legacy timestamps with nanoseconds below a second, symlink targets
 //!   no longer than a path;
+//! - an absent attr fork's format is extents (`preen`: the kernel also
+//!   accepts 0, xfs_repair rewrites it);
 //! - the unlinked lists: an inode with no links must be on one of the AGI's
 //!   unlinked lists, and an inode with links must not be
 //!   (`xchk_inode_check_unlinked`);
@@ -226,6 +228,25 @@ fn check_inode(
     if problems.iter().any(hopeless) {
         return;
     }
+    // Without an attr fork the kernel accepts aformat 0 (older kernels left
+    // it) as well as extents; xfs_repair rewrites it to extents.
+    if !d.has_attr_fork() && d.aformat == 0 {
+        out.push(
+            Finding::new(
+                FindingKind::Preen,
+                "inode",
+                "inode.core.aformat",
+                format!(
+                    "inode {ino}: the absent attr fork's format is 0 (dev); XFS reads it as \
+                     extents, and xfs_repair rewrites it so"
+                ),
+            )
+            .group(u64::from(agno.0))
+            .inode(ino)
+            .field("core.aformat", 2, 0),
+        );
+    }
+
     let geo = fs.geometry();
     let ftype = d.file_type();
     let mut bad = |field: &str, expected: String, actual: String, why: &str| {

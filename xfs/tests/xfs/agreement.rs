@@ -38,6 +38,8 @@ const COVERED: &[&str] = &[
     "finobt",
     "rmapbt",
     "refcountbt",
+    "inode",
+    "bmbt",
 ];
 
 /// The longest one case may take (open + full check).
