@@ -23,5 +23,7 @@ mod paths;
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]
 mod scrub_alloc;
+#[path = "xfs/scrub_inode.rs"]
+mod scrub_inode;
 #[path = "xfs/scrub_rmap.rs"]
 mod scrub_rmap;

@@ -10,6 +10,8 @@
 //! | `inobt`, `finobt` | [`ialloc`] | inode btrees |
 //! | `rmapbt` | [`rmap`] | reverse-mapping btree |
 //! | `refcountbt` | [`refcount`] | reference count btree |
+//! | `inode` | [`inode`] | the core of every allocated inode |
+//! | `bmapbtd`, `bmapbta`, `bmapbtc` | [`bmap`] | data, attr and CoW fork mappings and bmbts |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
@@ -18,9 +20,11 @@
 
 pub mod agheader;
 pub mod alloc;
+pub mod bmap;
 mod common;
 pub mod fscounters;
 pub mod ialloc;
+pub mod inode;
 pub mod refcount;
 pub mod rmap;
 mod xref;
@@ -48,6 +52,10 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(ialloc::FinobtScrub),
         Box::new(rmap::RmapbtScrub),
         Box::new(refcount::RefcountbtScrub),
+        Box::new(inode::InodeScrub),
+        Box::new(bmap::BmapDataScrub),
+        Box::new(bmap::BmapAttrScrub),
+        Box::new(bmap::BmapCowScrub),
         Box::new(fscounters::FsCountersScrub),
     ];
     for s in all {

@@ -38,6 +38,8 @@ const COVERED: &[&str] = &[
     "finobt",
     "rmapbt",
     "refcountbt",
+    "inode",
+    "bmbt",
 ];
 
 /// The longest one case may take (open + full check).
@@ -294,4 +296,9 @@ fn run_set(set: &str) {
 #[test]
 fn ag_metadata_corpus() {
     run_set("ag");
+}
+
+#[test]
+fn inode_corpus() {
+    run_set("inode");
 }
