@@ -25,3 +25,5 @@ mod scrub_agheader;
 mod scrub_alloc;
 #[path = "xfs/scrub_rmap.rs"]
 mod scrub_rmap;
+#[path = "xfs/scrub_rmap_shadow.rs"]
+mod scrub_rmap_shadow;

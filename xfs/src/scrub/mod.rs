@@ -10,6 +10,7 @@
 //! | `inobt`, `finobt` | [`ialloc`] | inode btrees |
 //! | `rmapbt` | [`rmap`] | reverse-mapping btree |
 //! | `refcountbt` | [`refcount`] | reference count btree |
+//! | `rmapbt-shadow` | [`rmap_shadow`] | the rmapbt against a reverse map built from every owner |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
@@ -23,6 +24,7 @@ pub mod fscounters;
 pub mod ialloc;
 pub mod refcount;
 pub mod rmap;
+pub mod rmap_shadow;
 mod xref;
 
 use crate::fs::Filesystem;
@@ -48,6 +50,7 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(ialloc::FinobtScrub),
         Box::new(rmap::RmapbtScrub),
         Box::new(refcount::RefcountbtScrub),
+        Box::new(rmap_shadow::RmapShadowScrub),
         Box::new(fscounters::FsCountersScrub),
     ];
     for s in all {
