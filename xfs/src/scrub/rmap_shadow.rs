@@ -40,7 +40,7 @@
 //! does not verify, a fork or tree that cannot be walked) are left out of
 //! the comparison on both sides and reported once as `xref-failed`; their
 //! damage is the business of their own scrubbers. Without an rmapbt the
-//! check is reported impossible as a `warning`.
+//! check is reported impossible (`rmapbt-shadow.not-possible`, a `warning`).
 #![warn(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::common::{tree_blocks, walk_quietly};
@@ -55,7 +55,8 @@ use crate::format::dinode::{BmdrRoot, Fork, ForkFormat};
 use crate::fs::Filesystem;
 use crate::types::{AgNumber, FsBlock, Ino};
 use scrub::{
-    ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext, ScrubError, Scrubber,
+    Applicability, ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext,
+    ScrubError, Scrubber,
 };
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -96,6 +97,20 @@ impl Scrubber<Filesystem> for RmapShadowScrub {
         &["rmapbt", "inobt"]
     }
 
+    fn applies(&self, fs: &Filesystem) -> Applicability {
+        if fs.geometry().features.has_rmapbt() {
+            Applicability::Applies
+        } else {
+            // The owners exist; only the tree to compare them with does
+            // not: a warning (`rmapbt-shadow.not-possible`), never silence.
+            Applicability::Impossible(
+                "the filesystem has no reverse-mapping btree (rmapbt feature), so block \
+                 ownership cannot be cross-checked against every owner"
+                    .into(),
+            )
+        }
+    }
+
     fn scrub(
         &self,
         fs: &Filesystem,
@@ -103,16 +118,6 @@ impl Scrubber<Filesystem> for RmapShadowScrub {
         ctx: &ScrubContext,
         out: &mut Findings,
     ) -> Result<(), ScrubError> {
-        if !fs.geometry().features.has_rmapbt() {
-            out.push(Finding::new(
-                FindingKind::Warning,
-                STRUCTURE,
-                "rmapbt.no-feature",
-                "the filesystem has no reverse-mapping btree (the rmapbt feature is off): \
-                 block ownership cannot be cross-checked against all owners",
-            ));
-            return Ok(());
-        }
         let mut raw = XfArray::<Raw>::new(RAW_STAGING, ctx.budget()).map_err(staging)?;
         let mut unknown = Unknown::default();
         for agno in fs.geometry().ags() {
