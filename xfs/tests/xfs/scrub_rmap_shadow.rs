@@ -5,6 +5,7 @@
 
 use crate::agreement::{check_case, load_set};
 use crate::common::{fixture_images, testdata};
+use crate::scrub_rmap::{HDR, put_rmap_rec, rmap_rec};
 use scrub::{FindingKind, ItemStatus, RunOptions, ScrubContext};
 use std::sync::Arc;
 use xfile::MemoryBudget;
@@ -85,26 +86,6 @@ fn overlay(fixture: &str) -> Arc<CowDevice<Arc<dyn Device>>> {
     let zst = testdata().join(format!("images/{fixture}.img.zst"));
     let base: Arc<dyn Device> = Arc::from(open_image(&zst, Access::ReadOnly).unwrap());
     Arc::new(CowDevice::new(base))
-}
-
-const HDR: usize = 56;
-
-fn rmap_rec(b: &[u8], i: usize) -> RmapRec {
-    let r = &b[HDR + 24 * i..];
-    RmapRec {
-        startblock: u32::from_be_bytes(r[0..4].try_into().unwrap()),
-        blockcount: u32::from_be_bytes(r[4..8].try_into().unwrap()),
-        owner: u64::from_be_bytes(r[8..16].try_into().unwrap()),
-        offset_word: u64::from_be_bytes(r[16..24].try_into().unwrap()),
-    }
-}
-
-fn put_rmap_rec(b: &mut [u8], i: usize, r: &RmapRec) {
-    let at = HDR + 24 * i;
-    b[at..at + 4].copy_from_slice(&r.startblock.to_be_bytes());
-    b[at + 4..at + 8].copy_from_slice(&r.blockcount.to_be_bytes());
-    b[at + 8..at + 16].copy_from_slice(&r.owner.to_be_bytes());
-    b[at + 16..at + 24].copy_from_slice(&r.offset_word.to_be_bytes());
 }
 
 /// Lets `patch` change the first leaf of AG `agno`'s rmapbt in the
