@@ -27,6 +27,8 @@ pub struct CheckArgs {
     pub only: Option<Vec<String>>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Put staging memory statistics in the report.
+    pub stats: bool,
 }
 
 /// The names `--only` accepts: every XFS scrubber, in report order.
@@ -73,6 +75,7 @@ pub fn run(args: &CheckArgs, cancel: &CancelToken) -> Result<CheckReport, CliErr
         items: Vec::new(),
         cancelled: false,
         elapsed: start.elapsed(),
+        stats: None,
     };
     let fs = match Filesystem::open(Box::new(Arc::clone(&dev))) {
         Ok(fs) => fs,
@@ -122,6 +125,9 @@ pub fn run(args: &CheckArgs, cancel: &CancelToken) -> Result<CheckReport, CliErr
     }
     report.cancelled = run.cancelled;
     report.items = run.items;
+    if args.stats {
+        report.stats = Some(crate::report::StagingReport::of(ctx.budget()));
+    }
     report.elapsed = start.elapsed();
     Ok(report)
 }

@@ -94,6 +94,11 @@ struct CheckCli {
     /// 1/8 of physical memory, at least 64M and at most 4G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
+    /// After the report, a table of the staging structures: records and
+    /// bytes staged, peak memory, bytes spilled to disk, evictions and
+    /// page-ins per structure name (a `stats` record with --json).
+    #[arg(long)]
+    stats: bool,
     /// Worker threads checking allocation groups in parallel. Default: the
     /// number of CPUs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -142,6 +147,7 @@ fn run_check(c: CheckCli) -> Result<u8, CliError> {
         threads: c.threads.map_or_else(default_threads, usize::from),
         only: c.only,
         progress: !c.quiet && std::io::stderr().is_terminal(),
+        stats: c.stats,
     };
     let r = check::run(&args, &cancel)?;
     let mut out = std::io::stdout().lock();

@@ -35,6 +35,10 @@ struct BudgetInner {
     /// burden is spread over all files.
     shrink_cursor: AtomicUsize,
     registry: Mutex<Vec<Entry>>,
+    /// Statistics of the structures already dropped, summed per name in
+    /// order of first registration, so that a report made after a run
+    /// still says where its memory went.
+    retired: Mutex<Vec<StagingStats>>,
 }
 
 struct Entry {
@@ -91,6 +95,9 @@ pub struct StagingStats {
     /// Reads served straight from the backing file because no page could be
     /// cached (cumulative count of calls).
     pub direct_reads: u64,
+    /// Structures these figures are about: 1 for one structure, the number
+    /// created under the name in [`MemoryBudget::stats_by_name`].
+    pub instances: u64,
     /// Writes sent straight to the backing file because no page could be
     /// cached (cumulative count of calls).
     pub direct_writes: u64,
@@ -149,6 +156,7 @@ impl Counters {
             records: self.records.load(Relaxed),
             direct_reads: self.direct_reads.load(Relaxed),
             direct_writes: self.direct_writes.load(Relaxed),
+            instances: 1,
         }
     }
 
@@ -179,6 +187,7 @@ impl MemoryBudget {
                 next_id: AtomicU64::new(1),
                 shrink_cursor: AtomicUsize::new(0),
                 registry: Mutex::new(Vec::new()),
+                retired: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -221,6 +230,7 @@ impl MemoryBudget {
             total.direct_reads = total.direct_reads.saturating_add(s.direct_reads);
             total.direct_writes = total.direct_writes.saturating_add(s.direct_writes);
         }
+        total.instances = u64::try_from(structures.len()).unwrap_or(u64::MAX);
         BudgetStats {
             limit: self.inner.limit,
             total,
@@ -255,7 +265,40 @@ impl MemoryBudget {
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        self.registry().retain(|e| e.id != id);
+        let mut gone = Vec::new();
+        self.registry().retain(|e| {
+            if e.id == id {
+                gone.push(e.counters.snapshot());
+            }
+            e.id != id
+        });
+        let mut retired = self.retired();
+        for s in gone {
+            fold_by_name(&mut retired, &s);
+        }
+    }
+
+    fn retired(&self) -> MutexGuard<'_, Vec<StagingStats>> {
+        self.inner.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Statistics per structure name over the budget's whole life: the
+    /// structures already dropped and the live ones, summed per name, in
+    /// order of first creation. Cumulative counters and `records` (held at
+    /// drop time, or now) are sums; `resident_bytes` is what live
+    /// structures hold now; `peak_resident_bytes` is the highest peak of
+    /// any one structure of the name; `instances` counts the structures.
+    pub fn stats_by_name(&self) -> Vec<StagingStats> {
+        let live: Vec<StagingStats> = {
+            let registry = self.registry();
+            let _charges = self.charge_lock();
+            registry.iter().map(|e| e.counters.snapshot()).collect()
+        };
+        let mut out = self.retired().clone();
+        for s in &live {
+            fold_by_name(&mut out, s);
+        }
+        out
     }
 
     /// Charge `bytes` to the budget on behalf of `counters` if that keeps
@@ -339,6 +382,25 @@ impl MemoryBudget {
         }
         None
     }
+}
+
+/// Adds `s` to the entry of its name in `into` (appending one if none).
+fn fold_by_name(into: &mut Vec<StagingStats>, s: &StagingStats) {
+    let Some(t) = into.iter_mut().find(|t| t.name == s.name) else {
+        into.push(s.clone());
+        return;
+    };
+    t.resident_bytes = t.resident_bytes.saturating_add(s.resident_bytes);
+    t.peak_resident_bytes = t.peak_resident_bytes.max(s.peak_resident_bytes);
+    t.bytes_staged = t.bytes_staged.saturating_add(s.bytes_staged);
+    t.bytes_spilled = t.bytes_spilled.saturating_add(s.bytes_spilled);
+    t.evictions = t.evictions.saturating_add(s.evictions);
+    t.page_ins = t.page_ins.saturating_add(s.page_ins);
+    t.leases_held = t.leases_held.saturating_add(s.leases_held);
+    t.records = t.records.saturating_add(s.records);
+    t.direct_reads = t.direct_reads.saturating_add(s.direct_reads);
+    t.direct_writes = t.direct_writes.saturating_add(s.direct_writes);
+    t.instances = t.instances.saturating_add(s.instances);
 }
 
 impl std::fmt::Debug for MemoryBudget {
@@ -440,6 +502,46 @@ mod tests {
         });
         // Peaks persist: a transient overcount anywhere shows up here.
         check(&b.stats());
+    }
+
+    #[test]
+    fn per_name_stats_survive_drop() {
+        struct Nothing;
+        impl Shrinker for Nothing {
+            fn try_shrink(&self, _: u64) -> Shrunk {
+                Shrunk::default()
+            }
+        }
+        let b = MemoryBudget::new(100);
+        let shrinker: Arc<dyn Shrinker> = Arc::new(Nothing);
+        let mk = |name: &str, charge: u64, staged: u64| {
+            let c = Arc::new(Counters::new(name));
+            let id = b.register(Arc::clone(&c), Arc::downgrade(&shrinker));
+            assert!(b.try_charge(charge, &c));
+            c.staged.store(staged, Relaxed);
+            c.add_records(3);
+            (c, id)
+        };
+        let (a1, id1) = mk("a", 40, 5);
+        b.uncharge(40, &a1);
+        b.unregister(id1);
+        let (_a2, _) = mk("a", 30, 7);
+        let (c, id3) = mk("b", 10, 1);
+        b.uncharge(10, &c);
+        b.unregister(id3);
+        assert!(b.stats().structures.len() == 1, "only one live structure");
+        let by = b.stats_by_name();
+        assert_eq!(by.len(), 2);
+        assert_eq!(
+            (by[0].name.as_str(), by[0].instances, by[0].bytes_staged),
+            ("a", 2, 12)
+        );
+        assert_eq!((by[0].peak_resident_bytes, by[0].resident_bytes), (40, 30));
+        assert_eq!(by[0].records, 6);
+        assert_eq!(
+            (by[1].name.as_str(), by[1].instances, by[1].resident_bytes),
+            ("b", 1, 0)
+        );
     }
 
     #[test]

@@ -27,3 +27,5 @@ mod scrub_alloc;
 mod scrub_inode;
 #[path = "xfs/scrub_rmap.rs"]
 mod scrub_rmap;
+#[path = "xfs/scrub_rmap_shadow.rs"]
+mod scrub_rmap_shadow;

@@ -9,7 +9,8 @@
 //! 3. for each scrub item in report order (scrubbers in registry order, then
 //!    AG order): its `finding` records in the order found, then an `item`
 //!    record if the item did not simply run to its end;
-//! 4. one `summary` record, always last.
+//! 4. with `--stats`, one `stats` record;
+//! 5. one `summary` record, always last.
 //!
 //! The report order does not depend on thread scheduling: two runs over the
 //! same image print the same records (`elapsed_ms` aside).
@@ -105,6 +106,31 @@
 //!
 //! Items that ran to their end have no `item` record.
 //!
+//! ## `stats`
+//!
+//! Written only with `--stats`: where the staging memory went.
+//!
+//! ```json
+//! {"type":"stats","limit":16777216,"peak_resident_bytes":16777216,
+//!  "structures":[{"name":"rmap-shadow-raw","instances":1,"records":0,
+//!  "bytes_staged":5767168,"peak_resident_bytes":5767168,"bytes_spilled":0,
+//!  "evictions":0,"page_ins":0}]}
+//! ```
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `limit` | integer | the staging memory budget in bytes (`--memory`) |
+//! | `peak_resident_bytes` | integer | highest total staging memory held at once |
+//! | `structures` | array | one object per staging structure name, in order of first use, summed over every structure of that name |
+//! | `structures[].name` | string | the name, e.g. `rmap-shadow-raw`, `rmap-shadow-btree` |
+//! | `structures[].instances` | integer | structures created under the name |
+//! | `structures[].records` | integer | records they held (at the end of each one's life), as counted by their users |
+//! | `structures[].bytes_staged` | integer | bytes written into them |
+//! | `structures[].peak_resident_bytes` | integer | highest memory any one of them held |
+//! | `structures[].bytes_spilled` | integer | bytes written to the backing file because the budget was full |
+//! | `structures[].evictions` | integer | pages dropped from memory to make room |
+//! | `structures[].page_ins` | integer | pages read back from the backing file |
+//!
 //! ## `summary`
 //!
 //! ```json
@@ -157,6 +183,8 @@ pub enum Record<'a> {
     Finding(FindingRecord<'a>),
     /// An item that did not simply run to its end.
     Item(ItemRecord<'a>),
+    /// Staging memory statistics (`--stats`).
+    Stats(StatsRecord),
     /// The last line.
     Summary(Summary<'a>),
 }
@@ -307,6 +335,61 @@ impl<'a> ItemRecord<'a> {
     }
 }
 
+/// The `stats` record.
+#[derive(Debug, Serialize)]
+pub struct StatsRecord {
+    /// Budget limit in bytes.
+    pub limit: u64,
+    /// Highest total staging memory held at once.
+    pub peak_resident_bytes: u64,
+    /// One entry per structure name.
+    pub structures: Vec<StructureStats>,
+}
+
+/// One staging structure name in the `stats` record.
+#[derive(Debug, Serialize)]
+pub struct StructureStats {
+    /// The name.
+    pub name: String,
+    /// Structures created under it.
+    pub instances: u64,
+    /// Records held.
+    pub records: u64,
+    /// Bytes written in.
+    pub bytes_staged: u64,
+    /// Highest memory any one held.
+    pub peak_resident_bytes: u64,
+    /// Bytes spilled to the backing file.
+    pub bytes_spilled: u64,
+    /// Pages evicted.
+    pub evictions: u64,
+    /// Pages read back.
+    pub page_ins: u64,
+}
+
+impl StatsRecord {
+    fn of(st: &super::StagingReport) -> Self {
+        StatsRecord {
+            limit: st.limit,
+            peak_resident_bytes: st.peak_resident_bytes,
+            structures: st
+                .structures
+                .iter()
+                .map(|x| StructureStats {
+                    name: x.name.clone(),
+                    instances: x.instances,
+                    records: x.records,
+                    bytes_staged: x.bytes_staged,
+                    peak_resident_bytes: x.peak_resident_bytes,
+                    bytes_spilled: x.bytes_spilled,
+                    evictions: x.evictions,
+                    page_ins: x.page_ins,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The `summary` record.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
@@ -392,6 +475,9 @@ pub fn records(r: &CheckReport) -> Vec<Record<'_>> {
         if let Some(rec) = ItemRecord::of(item) {
             out.push(Record::Item(rec));
         }
+    }
+    if let Some(st) = &r.stats {
+        out.push(Record::Stats(StatsRecord::of(st)));
     }
     let problems = r.problems();
     out.push(Record::Summary(Summary {

@@ -67,6 +67,32 @@ pub struct CheckReport {
     pub cancelled: bool,
     /// Wall time from opening the image to the end of the run.
     pub elapsed: Duration,
+    /// Staging memory statistics (`--stats`), if asked for.
+    pub stats: Option<StagingReport>,
+}
+
+/// Where the staging memory of a run went (`scrubd check --stats`).
+#[derive(Debug, Clone)]
+pub struct StagingReport {
+    /// The budget's limit in bytes.
+    pub limit: u64,
+    /// Highest total charge to the budget during the run.
+    pub peak_resident_bytes: u64,
+    /// One entry per staging structure name, in order of first creation,
+    /// summed over every structure of that name the run created
+    /// ([`xfile::MemoryBudget::stats_by_name`]).
+    pub structures: Vec<xfile::StagingStats>,
+}
+
+impl StagingReport {
+    /// The statistics of `budget` now.
+    pub fn of(budget: &xfile::MemoryBudget) -> Self {
+        StagingReport {
+            limit: budget.limit(),
+            peak_resident_bytes: budget.stats().total.peak_resident_bytes,
+            structures: budget.stats_by_name(),
+        }
+    }
 }
 
 /// How many items ended in each way.
@@ -234,6 +260,7 @@ mod tests {
                 log: "dirty",
                 log_detail: "dirty (head at cycle 1 block 29, tail at cycle 1 block 2)".into(),
             }),
+            stats: None,
             memory: 64 << 20,
             threads: 1,
             scrubbers: vec!["agf", "bnobt"],

@@ -57,7 +57,71 @@ pub fn render(r: &CheckReport, quiet: bool) -> String {
         let _ = writeln!(s, "findings: {}", counts.join(", "));
     }
     let _ = writeln!(s, "result: {}", verdict(r));
+    if let Some(st) = &r.stats {
+        stats_table(&mut s, st);
+    }
     s
+}
+
+/// The `--stats` table: one row per staging structure name.
+fn stats_table(s: &mut String, st: &super::StagingReport) {
+    let _ = writeln!(
+        s,
+        "\nstaging memory: limit {}, peak {}",
+        st.limit, st.peak_resident_bytes
+    );
+    if st.structures.is_empty() {
+        s.push_str("no staging structures were used\n");
+        return;
+    }
+    let header = [
+        "structure",
+        "count",
+        "records",
+        "bytes staged",
+        "peak resident",
+        "bytes spilled",
+        "evictions",
+        "page-ins",
+    ];
+    let rows: Vec<[String; 8]> = st
+        .structures
+        .iter()
+        .map(|x| {
+            [
+                x.name.clone(),
+                x.instances.to_string(),
+                x.records.to_string(),
+                x.bytes_staged.to_string(),
+                x.peak_resident_bytes.to_string(),
+                x.bytes_spilled.to_string(),
+                x.evictions.to_string(),
+                x.page_ins.to_string(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(width).enumerate() {
+            if i == 0 {
+                let _ = write!(l, "{c:<w$}");
+            } else {
+                let _ = write!(l, "  {c:>w$}");
+            }
+        }
+        l.push('\n');
+        l
+    };
+    s.push_str(&line(header.to_vec()));
+    for r in &rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
 }
 
 fn header(s: &mut String, r: &CheckReport) {

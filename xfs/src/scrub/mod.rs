@@ -12,6 +12,7 @@
 //! | `refcountbt` | [`refcount`] | reference count btree |
 //! | `inode` | [`inode`] | the core of every allocated inode |
 //! | `bmapbtd`, `bmapbta`, `bmapbtc` | [`bmap`] | data, attr and CoW fork mappings and bmbts |
+//! | `rmapbt-shadow` | [`rmap_shadow`] | the rmapbt against a reverse map built from every owner |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
@@ -27,6 +28,7 @@ pub mod ialloc;
 pub mod inode;
 pub mod refcount;
 pub mod rmap;
+pub mod rmap_shadow;
 mod xref;
 
 use crate::fs::Filesystem;
@@ -56,6 +58,7 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(bmap::BmapDataScrub),
         Box::new(bmap::BmapAttrScrub),
         Box::new(bmap::BmapCowScrub),
+        Box::new(rmap_shadow::RmapShadowScrub),
         Box::new(fscounters::FsCountersScrub),
     ];
     for s in all {

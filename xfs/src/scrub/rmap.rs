@@ -180,7 +180,7 @@ fn owner_words(r: &RmapRec) -> String {
 
 /// A record in words: "mapping of AG blocks 100..103 to inode 131 data
 /// fork file block 0".
-fn describe(r: &RmapRec) -> String {
+pub(super) fn describe(r: &RmapRec) -> String {
     format!(
         "mapping of {} to {}",
         blocks(u64::from(r.startblock), u64::from(r.blockcount)),
@@ -320,7 +320,7 @@ fn shareable(reflink: bool, r: &RmapRec) -> bool {
 
 /// Whether `b` continues `a` so that the two should be one record
 /// (`xchk_rmap_mergeable`).
-fn mergeable(a: &RmapRec, b: &RmapRec) -> bool {
+pub(super) fn mergeable(a: &RmapRec, b: &RmapRec) -> bool {
     if a.owner != b.owner || rec_end(a) != u64::from(b.startblock) {
         return false;
     }
@@ -1401,7 +1401,11 @@ impl AgMaps {
 
     /// The blocks each AG metadata owner really uses
     /// (`xchk_rmapbt_walk_ag_metadata`).
-    fn metadata(&self, ag: &AgContext<'_>, rmapbt_blocks: &ExtentBitmap) -> MetadataBlocks {
+    pub(super) fn metadata(
+        &self,
+        ag: &AgContext<'_>,
+        rmapbt_blocks: &ExtentBitmap,
+    ) -> MetadataBlocks {
         let geo = ag.fs.geometry();
         let mut fs = ExtentBitmap::new();
         fs.set(0, u64::from(geo.ag_header_last_block).saturating_add(1));
@@ -1430,12 +1434,12 @@ impl AgMaps {
 
 /// The blocks each AG metadata owner really uses; `Err` for an owner whose
 /// structures could not all be walked.
-struct MetadataBlocks {
-    fs: ExtentBitmap,
-    log: ExtentBitmap,
-    ag: Result<ExtentBitmap, Unavailable>,
-    inobt: Result<ExtentBitmap, Unavailable>,
-    refc: Result<ExtentBitmap, Unavailable>,
+pub(super) struct MetadataBlocks {
+    pub(super) fs: ExtentBitmap,
+    pub(super) log: ExtentBitmap,
+    pub(super) ag: Result<ExtentBitmap, Unavailable>,
+    pub(super) inobt: Result<ExtentBitmap, Unavailable>,
+    pub(super) refc: Result<ExtentBitmap, Unavailable>,
 }
 
 /// Compares the rmapbt's metadata owners with the blocks that metadata

@@ -46,13 +46,13 @@ const COVERED: &[&str] = &[
 const CASE_LIMIT: Duration = Duration::from_secs(30);
 
 /// One corruption case.
-struct Case {
-    id: String,
-    base: String,
-    structure: String,
+pub(crate) struct Case {
+    pub(crate) id: String,
+    pub(crate) base: String,
+    pub(crate) structure: String,
     verb: String,
-    patch: Vec<(u64, Vec<u8>)>,
-    repair_flags: bool,
+    pub(crate) patch: Vec<(u64, Vec<u8>)>,
+    pub(crate) repair_flags: bool,
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -62,7 +62,7 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn load_set(set: &str) -> Vec<Case> {
+pub(crate) fn load_set(set: &str) -> Vec<Case> {
     let path = testdata().join("corruptions").join(format!("{set}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -93,7 +93,7 @@ fn load_set(set: &str) -> Vec<Case> {
 }
 
 /// Decompressed fixture images, shared by every case of the test binary.
-fn base_image(name: &str) -> Arc<dyn Device> {
+pub(crate) fn base_image(name: &str) -> Arc<dyn Device> {
     static CACHE: OnceLock<std::sync::Mutex<HashMap<String, Arc<dyn Device>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap();
@@ -107,7 +107,7 @@ fn base_image(name: &str) -> Arc<dyn Device> {
 
 /// What checking one case gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// The check reported damage.
     Damage,
     /// The image could not be opened: its primary superblock is corrupt.
@@ -119,12 +119,12 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn flagged(&self) -> bool {
+    pub(crate) fn flagged(&self) -> bool {
         matches!(self, Verdict::Damage | Verdict::Refused(_))
     }
 }
 
-fn check_case(c: &Case) -> Verdict {
+pub(crate) fn check_case(c: &Case) -> Verdict {
     let dev = CowDevice::new(base_image(&c.base));
     for (off, bytes) in &c.patch {
         dev.write_at(bytes, *off).unwrap();

@@ -93,9 +93,9 @@ fn first_leaf(fs: &Filesystem, agno: u32, root: u32, ptr_at: impl Fn(&[u8]) -> u
     }
 }
 
-const HDR: usize = 56;
+pub(crate) const HDR: usize = 56;
 
-fn rmap_rec(b: &[u8], i: usize) -> RmapRec {
+pub(crate) fn rmap_rec(b: &[u8], i: usize) -> RmapRec {
     let r = &b[HDR + 24 * i..];
     RmapRec {
         startblock: u32::from_be_bytes(r[0..4].try_into().unwrap()),
@@ -105,7 +105,7 @@ fn rmap_rec(b: &[u8], i: usize) -> RmapRec {
     }
 }
 
-fn put_rmap_rec(b: &mut [u8], i: usize, r: &RmapRec) {
+pub(crate) fn put_rmap_rec(b: &mut [u8], i: usize, r: &RmapRec) {
     let at = HDR + 24 * i;
     b[at..at + 4].copy_from_slice(&r.startblock.to_be_bytes());
     b[at + 4..at + 8].copy_from_slice(&r.blockcount.to_be_bytes());

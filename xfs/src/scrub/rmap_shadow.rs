@@ -1,0 +1,780 @@
+//! The reverse-mapping shadow check (`rmapbt-shadow`): the converse of the
+//! `rmapbt` scrubber. That one takes each on-disk record and asks its owner
+//! whether it really uses those blocks; this one asks every owner which
+//! blocks it uses, builds the reverse map those answers imply in a staging
+//! btree, and compares it with the on-disk rmapbt record by record, so a
+//! record that is *missing* is found too (the design's §4 "shadow"
+//! check, and what `xfs_repair` phase 4 does by rebuilding the reverse
+//! mappings from the inodes).
+//!
+//! # Owners enumerated
+//!
+//! Per AG: the header sectors (`fs`), the internal log (`log`), the free
+//! space btrees, the rmapbt and the AGFL blocks (`ag`), the inode btrees
+//! (`inobt`), the refcount btree (`refcount`), the inode chunks minus their
+//! sparse holes (`inodes`), the CoW staging extents of the refcountbt
+//! (`cow`); and for every inode in use in the whole filesystem, each
+//! mapping of its data and attr forks (file offset, attr and unwritten
+//! flags) and each block of their bmbts (bmbt flag).
+//!
+//! # Cost
+//!
+//! The inodes are read in one pass over the whole filesystem (a `Whole`
+//! scrubber), not once per AG: each mapping is appended to one xfile-backed
+//! array tagged with its AG, so the work is linear in inodes + mappings.
+//! The array is sorted (external merge sort under the budget) by AG, owner,
+//! fork, file offset and block, which puts the pieces XFS would have merged
+//! into one record next to each other; the merged records of one AG at a
+//! time go into a staging btree (an [`Rmapbt`] over an [`XfileStore`],
+//! same format, same key order as the on-disk tree), which is then walked
+//! together with the on-disk rmapbt in one merge. Both staging structures
+//! are charged to the run's [`MemoryBudget`](xfile::MemoryBudget) and spill
+//! to disk beyond it.
+//!
+//! # Findings
+//!
+//! Attributed to `rmapbt`: `rmapbt.missing` (an owner uses blocks no
+//! record gives it), `rmapbt.extra` (a record for blocks no owner uses that
+//! way), `rmapbt.mismatch` (same start, owner and offset, different length
+//! or unwritten flag). Owners that could not be enumerated (an inode that
+//! does not verify, a fork or tree that cannot be walked) are left out of
+//! the comparison on both sides and reported once as `xref-failed`; their
+//! damage is the business of their own scrubbers. Without an rmapbt the
+//! check is reported impossible (`rmapbt-shadow.not-possible`, a `warning`).
+#![warn(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
+use super::common::{tree_blocks, walk_quietly};
+use super::rmap::{AgMaps, describe, mergeable};
+use super::xref::{AgContext, Unavailable, Xref, chunk_blocks};
+use crate::format::btree::ialloc::{INODES_PER_CHUNK, InobtRec};
+use crate::format::btree::refcount::RefcountRec;
+use crate::format::btree::rmap::{
+    OFF_ATTR_FORK, OFF_BMBT_BLOCK, OFF_MASK, OFF_UNWRITTEN, RmapRec, Rmapbt, owner,
+};
+use crate::format::dinode::{BmdrRoot, Fork, ForkFormat};
+use crate::fs::Filesystem;
+use crate::types::{AgNumber, FsBlock, Ino};
+use scrub::{
+    Applicability, ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext,
+    ScrubError, Scrubber,
+};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use xfbtree::{BlockAddr, Btree, BtreeFormat as _, XfileStore};
+use xfile::XfArray;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// The scrubber's name.
+pub const NAME: &str = "rmapbt-shadow";
+/// The structure its findings are about.
+const STRUCTURE: &str = "rmapbt";
+/// Name of the staging array of raw owner mappings (for `--stats`).
+pub const RAW_STAGING: &str = "rmap-shadow-raw";
+/// Name of each AG's staging btree (for `--stats`).
+pub const TREE_STAGING: &str = "rmap-shadow-btree";
+
+/// Most findings of each kind reported per AG; the rest are counted in one
+/// more finding, so that a lost rmapbt leaf does not bury the report.
+const MAX_REPORTED: u64 = 32;
+
+/// Block size of the staging btree.
+const STAGING_BLOCK: usize = 4096;
+
+/// Compares the rmapbt of every AG with the reverse map built from all
+/// owners of all blocks.
+pub struct RmapShadowScrub;
+
+impl Scrubber<Filesystem> for RmapShadowScrub {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Whole
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["rmapbt", "inobt"]
+    }
+
+    fn applies(&self, fs: &Filesystem) -> Applicability {
+        if fs.geometry().features.has_rmapbt() {
+            Applicability::Applies
+        } else {
+            // The owners exist; only the tree to compare them with does
+            // not: a warning (`rmapbt-shadow.not-possible`), never silence.
+            Applicability::Impossible(
+                "the filesystem has no reverse-mapping btree (rmapbt feature), so block \
+                 ownership cannot be cross-checked against every owner"
+                    .into(),
+            )
+        }
+    }
+
+    fn scrub(
+        &self,
+        fs: &Filesystem,
+        _item: &ItemId,
+        ctx: &ScrubContext,
+        out: &mut Findings,
+    ) -> Result<(), ScrubError> {
+        let mut raw = XfArray::<Raw>::new(RAW_STAGING, ctx.budget()).map_err(staging)?;
+        let mut unknown = Unknown::default();
+        for agno in fs.geometry().ags() {
+            ctx.check_cancelled()?;
+            stage_ag(fs, agno, &mut raw, &mut unknown, out)?;
+        }
+        ctx.check_cancelled()?;
+        raw.sort_by(merge_order).map_err(staging)?;
+
+        // Merge runs of each AG into its staging btree, then compare.
+        let mut iter = raw.iter();
+        let mut pending: Option<Raw> = None;
+        for agno in fs.geometry().ags() {
+            ctx.check_cancelled()?;
+            let store = XfileStore::new(TREE_STAGING, ctx.budget(), STAGING_BLOCK)
+                .map_err(ScrubError::operational)?;
+            let mut shadow = Btree::create(store, ShadowFormat(Rmapbt::new(fs.geometry(), agno)))
+                .map_err(ScrubError::operational)?;
+            let mut run: Option<RmapRec> = None;
+            let mut inserted = 0i64;
+            loop {
+                let next = match pending.take() {
+                    Some(r) => Some(r),
+                    None => iter.next().transpose().map_err(staging)?,
+                };
+                let Some(r) = next else { break };
+                match r.agno.cmp(&agno.0) {
+                    Ordering::Less => continue,
+                    Ordering::Greater => {
+                        pending = Some(r);
+                        break;
+                    }
+                    Ordering::Equal => {}
+                }
+                let rec = r.rec();
+                run = match run {
+                    Some(cur) if mergeable(&cur, &rec) => Some(RmapRec {
+                        blockcount: cur.blockcount.saturating_add(rec.blockcount),
+                        ..cur
+                    }),
+                    Some(cur) if overlaps_same(&cur, &rec) => Some(RmapRec {
+                        blockcount: u32::try_from(
+                            rec_end(&rec)
+                                .max(rec_end(&cur))
+                                .saturating_sub(u64::from(cur.startblock)),
+                        )
+                        .unwrap_or(cur.blockcount),
+                        ..cur
+                    }),
+                    Some(cur) => {
+                        insert(&mut shadow, &cur)?;
+                        inserted = inserted.saturating_add(1);
+                        Some(rec)
+                    }
+                    None => Some(rec),
+                };
+            }
+            if let Some(cur) = run {
+                insert(&mut shadow, &cur)?;
+                inserted = inserted.saturating_add(1);
+            }
+            shadow.store().file().add_records(inserted);
+            compare_ag(fs, agno, &shadow, &unknown, out)?;
+        }
+        drop(iter);
+        unknown.report(out);
+        Ok(())
+    }
+}
+
+/// The staging btree's format: the on-disk rmapbt's records, keys and key
+/// order (so both trees are walked in the same order), with the header
+/// checks that only make sense on disk left out: a staging block's address
+/// is its index in the xfile, not an AG block, and staging memory is not
+/// checksummed.
+struct ShadowFormat(Rmapbt);
+
+impl xfbtree::BtreeFormat for ShadowFormat {
+    type Record = RmapRec;
+    type Key = crate::format::btree::rmap::RmapKey;
+
+    fn header_len(&self) -> usize {
+        self.0.header_len()
+    }
+    fn record_len(&self) -> usize {
+        self.0.record_len()
+    }
+    fn key_len(&self) -> usize {
+        self.0.key_len()
+    }
+    fn ptr_len(&self) -> usize {
+        self.0.ptr_len()
+    }
+    fn overlapping(&self) -> bool {
+        true
+    }
+    fn max_height(&self) -> u16 {
+        // Not the on-disk limit: the shadow of a damaged AG may be bigger
+        // than any rmapbt the AG could hold.
+        16
+    }
+    fn read_header(&self, block: &[u8]) -> xfbtree::BlockHeader {
+        self.0.read_header(block)
+    }
+    fn write_header(&self, block: &mut [u8], addr: BlockAddr, h: &xfbtree::BlockHeader) {
+        self.0.write_header(block, addr, h);
+    }
+    fn check_header(
+        &self,
+        block: &[u8],
+        addr: BlockAddr,
+        out: &mut Vec<xfbtree::FieldProblem>,
+    ) -> xfbtree::Trust {
+        let mut all = Vec::new();
+        let trust = self.0.check_header(block, addr, &mut all);
+        out.extend(
+            all.into_iter()
+                .filter(|p| !matches!(p.field, "bno" | "leftsib" | "rightsib")),
+        );
+        trust
+    }
+    fn checksum_ok(&self, _block: &[u8]) -> bool {
+        true
+    }
+    fn seal(&self, _block: &mut [u8]) {}
+    fn decode_record(&self, raw: &[u8]) -> RmapRec {
+        self.0.decode_record(raw)
+    }
+    fn encode_record(&self, r: &RmapRec, raw: &mut [u8]) {
+        self.0.encode_record(r, raw);
+    }
+    fn decode_key(&self, raw: &[u8]) -> Self::Key {
+        self.0.decode_key(raw)
+    }
+    fn encode_key(&self, k: &Self::Key, raw: &mut [u8]) {
+        self.0.encode_key(k, raw);
+    }
+    fn decode_ptr(&self, raw: &[u8]) -> BlockAddr {
+        self.0.decode_ptr(raw)
+    }
+    fn encode_ptr(&self, addr: BlockAddr, raw: &mut [u8]) {
+        self.0.encode_ptr(addr, raw);
+    }
+    fn record_key(&self, r: &RmapRec) -> Self::Key {
+        self.0.record_key(r)
+    }
+    fn record_high_key(&self, r: &RmapRec) -> Self::Key {
+        self.0.record_high_key(r)
+    }
+    fn describe_key(&self, k: &Self::Key) -> String {
+        self.0.describe_key(k)
+    }
+}
+
+/// One owner mapping as staged, before merging: 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct Raw {
+    owner: u64,
+    offset_word: u64,
+    agno: u32,
+    startblock: u32,
+    blockcount: u32,
+    pad: u32,
+}
+
+impl Raw {
+    fn rec(&self) -> RmapRec {
+        RmapRec {
+            startblock: self.startblock,
+            blockcount: self.blockcount,
+            owner: self.owner,
+            offset_word: self.offset_word,
+        }
+    }
+}
+
+/// The order that makes mergeable pieces neighbours: AG, owner, fork and
+/// bmbt flag, file offset (file data only), block, then the unwritten flag.
+fn merge_order(a: &Raw, b: &Raw) -> Ordering {
+    let key = |r: &Raw| {
+        let file_data = !owner::is_special(r.owner) && r.offset_word & OFF_BMBT_BLOCK == 0;
+        let off = if file_data {
+            r.offset_word & OFF_MASK
+        } else {
+            0
+        };
+        (
+            r.agno,
+            r.owner,
+            r.offset_word & (OFF_ATTR_FORK | OFF_BMBT_BLOCK),
+            off,
+            r.startblock,
+            r.offset_word & OFF_UNWRITTEN,
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+/// One past the last block of a record.
+fn rec_end(r: &RmapRec) -> u64 {
+    u64::from(r.startblock).saturating_add(u64::from(r.blockcount))
+}
+
+/// Whether `b` overlaps `a` for the same owner that is not file data (two
+/// structures claiming a block: the block-owner checks of their scrubbers
+/// report that; the shadow keeps one record for the union).
+fn overlaps_same(a: &RmapRec, b: &RmapRec) -> bool {
+    a.owner == b.owner
+        && (owner::is_special(a.owner) || (a.bmbt_block() && b.bmbt_block()))
+        && a.offset_word == b.offset_word
+        && u64::from(b.startblock) < rec_end(a)
+}
+
+fn insert(shadow: &mut Btree<XfileStore, ShadowFormat>, r: &RmapRec) -> Result<(), ScrubError> {
+    shadow.insert(r).map_err(ScrubError::operational)
+}
+
+fn staging(e: xfile::StagingError) -> ScrubError {
+    ScrubError::operational(e)
+}
+
+/// Owners left out of the comparison because they could not be
+/// enumerated, with why.
+#[derive(Default)]
+struct Unknown {
+    /// Inodes (by number) whose mappings could not all be read.
+    inodes: BTreeSet<u64>,
+    /// Per AG, special owners whose structures could not be walked.
+    special: BTreeSet<(u32, u64)>,
+    /// AGs whose inode chunks could not be listed: every inode owner there
+    /// is unknown.
+    ags_without_inodes: BTreeSet<u32>,
+    /// One line per reason, reported at the end.
+    why: Vec<(Option<u32>, String)>,
+}
+
+impl Unknown {
+    fn owner_unknown(&self, agno: u32, r: &RmapRec, geo: &crate::geometry::Geometry) -> bool {
+        if owner::is_special(r.owner) {
+            return self.special.contains(&(agno, r.owner));
+        }
+        if self.inodes.contains(&r.owner) {
+            return true;
+        }
+        match geo.ino_split(Ino(r.owner)) {
+            Some((a, _)) => self.ags_without_inodes.contains(&a.0),
+            None => false,
+        }
+    }
+
+    fn report(self, out: &mut Findings) {
+        for (agno, why) in self.why {
+            let mut f = Finding::new(
+                FindingKind::XrefFailed,
+                STRUCTURE,
+                "rmapbt.xref-shadow",
+                format!("reverse mappings not checked against their owner: {why}"),
+            );
+            if let Some(a) = agno {
+                f = f.group(u64::from(a));
+            }
+            out.push(f);
+        }
+    }
+}
+
+/// Appends every owner mapping of AG `agno`'s metadata, and of the inodes
+/// whose chunks lie in it, to `raw`.
+fn stage_ag(
+    fs: &Filesystem,
+    agno: AgNumber,
+    raw: &mut XfArray<Raw>,
+    unknown: &mut Unknown,
+    out: &mut Findings,
+) -> Result<(), ScrubError> {
+    let geo = fs.geometry();
+    let ag = AgContext::load(fs, agno)?;
+    let xref = Xref::new(&ag);
+    let maps = AgMaps::load(&ag, &xref, true);
+    let rmap_blocks = ag.rmapbt().and_then(|t| tree_blocks(&t, "rmapbt"));
+    let a = agno.0;
+    let push = |raw: &mut XfArray<Raw>, owner: u64, offset_word: u64, start: u64, len: u64| {
+        let (Ok(startblock), Ok(blockcount)) = (u32::try_from(start), u32::try_from(len)) else {
+            return Ok(());
+        };
+        raw.append(Raw {
+            owner,
+            offset_word,
+            agno: a,
+            startblock,
+            blockcount,
+            pad: 0,
+        })
+        .map_err(staging)
+    };
+    let special = |raw: &mut XfArray<Raw>,
+                   unknown: &mut Unknown,
+                   o: u64,
+                   blocks: Result<&ExtentBitmap, &Unavailable>|
+     -> Result<(), ScrubError> {
+        match blocks {
+            Ok(b) => {
+                for (s, l) in b.runs() {
+                    push(raw, o, 0, s, l)?;
+                }
+            }
+            Err(why) => {
+                unknown.special.insert((a, o));
+                unknown.why.push((
+                    Some(a),
+                    format!(
+                        "the blocks of owner {} are unknown: {why}",
+                        owner::name(o).unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    match &rmap_blocks {
+        Ok(rb) => {
+            let meta = maps.metadata(&ag, rb);
+            special(raw, unknown, owner::FS, Ok(&meta.fs))?;
+            special(raw, unknown, owner::LOG, Ok(&meta.log))?;
+            special(raw, unknown, owner::AG, meta.ag.as_ref())?;
+            special(raw, unknown, owner::INOBT, meta.inobt.as_ref())?;
+            if geo.features.has_reflink() {
+                special(raw, unknown, owner::REFC, meta.refc.as_ref())?;
+            }
+        }
+        Err(why) => {
+            // Without the rmapbt there is nothing to compare this AG with;
+            // the rmapbt scrubber reports why.
+            unknown
+                .why
+                .push((Some(a), format!("the rmapbt cannot be walked: {why}")));
+        }
+    }
+
+    // CoW staging extents: the refcountbt's CoW domain.
+    if geo.features.has_reflink() {
+        let mut cow = ExtentBitmap::new();
+        let walked = xref
+            .refcountbt
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|t| {
+                walk_quietly(t, "refcountbt", |r: &RefcountRec| {
+                    if r.cow {
+                        cow.set(u64::from(r.startblock), u64::from(r.blockcount));
+                    }
+                })
+            });
+        special(raw, unknown, owner::COW, walked.as_ref().map(|_| &cow))?;
+    }
+
+    // Inode chunks, and the inodes in use.
+    let mut chunks: Vec<InobtRec> = Vec::new();
+    let walked = xref
+        .inobt
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|t| walk_quietly(t, "inobt", |r: &InobtRec| chunks.push(*r)));
+    match walked {
+        Ok(_) => {
+            let mut inode_blocks = ExtentBitmap::new();
+            for c in &chunks {
+                inode_blocks.union(&chunk_blocks(geo, c).0);
+            }
+            special(raw, unknown, owner::INODES, Ok(&inode_blocks))?;
+        }
+        Err(why) => {
+            unknown.special.insert((a, owner::INODES));
+            unknown.ags_without_inodes.insert(a);
+            unknown.why.push((
+                Some(a),
+                format!("the inode chunks and the inodes of this AG are unknown: {why}"),
+            ));
+            chunks.clear();
+        }
+    }
+    for c in &chunks {
+        for i in 0..INODES_PER_CHUNK {
+            if !c.exists(i) || c.is_free(i) {
+                continue;
+            }
+            let Some(agino) = c.startino.checked_add(i) else {
+                continue;
+            };
+            let Some(ino) = geo.ino_make(agno, crate::types::AgIno(agino)) else {
+                continue;
+            };
+            stage_inode(fs, ino, raw, unknown, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends the mappings and bmbt blocks of both forks of inode `ino`.
+fn stage_inode(
+    fs: &Filesystem,
+    ino: Ino,
+    raw: &mut XfArray<Raw>,
+    unknown: &mut Unknown,
+    _out: &mut Findings,
+) -> Result<(), ScrubError> {
+    let geo = fs.geometry();
+    let fail = |unknown: &mut Unknown, why: String| {
+        if unknown.inodes.insert(ino.0) {
+            unknown.why.push((
+                geo.ino_split(ino).map(|(a, _)| a.0),
+                format!("inode {}: {why}", ino.0),
+            ));
+        }
+    };
+    let inode = match fs.read_inode(ino) {
+        Ok(c) if c.problems.is_empty() => c.value,
+        Ok(_) => {
+            fail(unknown, "the inode does not verify".into());
+            return Ok(());
+        }
+        Err(e) => {
+            fail(unknown, format!("the inode cannot be read: {e}"));
+            return Ok(());
+        }
+    };
+    for fork in [Fork::Data, Fork::Attr] {
+        if fork == Fork::Attr && !inode.core.has_attr_fork() {
+            continue;
+        }
+        let format = inode.core.fork_format(fork);
+        if !matches!(format, ForkFormat::Extents | ForkFormat::Btree) {
+            continue;
+        }
+        let attr = if fork == Fork::Attr { OFF_ATTR_FORK } else { 0 };
+        let extents = match fs.mappings(&inode, fork) {
+            Ok(e) => e,
+            Err(e) => {
+                fail(unknown, format!("the {fork} mappings cannot be read: {e}"));
+                return Ok(());
+            }
+        };
+        for e in &extents {
+            let Some((a, b)) = geo.fsb_split(e.start) else {
+                continue;
+            };
+            let unwritten = if e.unwritten { OFF_UNWRITTEN } else { 0 };
+            raw.append(Raw {
+                owner: ino.0,
+                offset_word: (e.file_offset.0 & OFF_MASK) | attr | unwritten,
+                agno: a.0,
+                startblock: b.0,
+                blockcount: e.len,
+                pad: 0,
+            })
+            .map_err(staging)?;
+        }
+        if format == ForkFormat::Btree {
+            let blocks = BmdrRoot::parse(inode.core.fork_bytes(&inode.raw, fork))
+                .map_err(|e| format!("bmbt root: {e}"))
+                .and_then(|root| fs.bmbt(&inode, fork, &root).map_err(|e| e.to_string()))
+                .and_then(|t| tree_blocks(&t, "bmbt").map_err(|e| e.to_string()));
+            let blocks = match blocks {
+                Ok(b) => b,
+                Err(why) => {
+                    fail(unknown, format!("the {fork} bmbt cannot be walked: {why}"));
+                    return Ok(());
+                }
+            };
+            for (s, l) in blocks.runs() {
+                for fsb in s..s.saturating_add(l) {
+                    let Some((a, b)) = geo.fsb_split(FsBlock(fsb)) else {
+                        continue;
+                    };
+                    raw.append(Raw {
+                        owner: ino.0,
+                        offset_word: attr | OFF_BMBT_BLOCK,
+                        agno: a.0,
+                        startblock: b.0,
+                        blockcount: 1,
+                        pad: 0,
+                    })
+                    .map_err(staging)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walks the on-disk rmapbt of `agno` and the shadow together in key
+/// order and reports every difference.
+fn compare_ag(
+    fs: &Filesystem,
+    agno: AgNumber,
+    shadow: &Btree<XfileStore, ShadowFormat>,
+    unknown: &Unknown,
+    out: &mut Findings,
+) -> Result<(), ScrubError> {
+    let geo = fs.geometry();
+    let a = agno.0;
+    let ag = AgContext::load(fs, agno)?;
+    let Ok(disk) = ag.rmapbt() else {
+        return Ok(()); // reported by stage_ag and the rmapbt scrubber
+    };
+    if tree_blocks(&disk, "rmapbt").is_err() {
+        // A damaged tree cannot be walked in order to the end; the rmapbt
+        // scrubber reports its damage.
+        out.push(
+            Finding::new(
+                FindingKind::XrefFailed,
+                STRUCTURE,
+                "rmapbt.xref-shadow",
+                "the rmapbt is damaged, so its records were not compared with their owners",
+            )
+            .group(u64::from(a)),
+        );
+        return Ok(());
+    }
+    let mut dc = disk.cursor_first().map_err(ScrubError::operational)?;
+    let mut sc = shadow.cursor_first().map_err(ScrubError::operational)?;
+    let skip = |r: &RmapRec| unknown.owner_unknown(a, r, geo);
+    fn next_kept<S: xfbtree::BlockStore, F: xfbtree::BtreeFormat<Record = RmapRec>>(
+        c: &mut xfbtree::Cursor<'_, S, F>,
+        skip: &dyn Fn(&RmapRec) -> bool,
+    ) -> Result<Option<RmapRec>, ScrubError> {
+        loop {
+            match c.next_record().map_err(ScrubError::operational)? {
+                Some(r) if skip(&r) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+    let mut d = next_kept(&mut dc, &skip)?;
+    let mut s = next_kept(&mut sc, &skip)?;
+    let mut counts = [0u64; 3];
+    let fmt = Rmapbt::new(geo, agno);
+    loop {
+        let (kind, rec, other) = match (&d, &s) {
+            (None, None) => break,
+            (Some(dr), None) => {
+                let r = *dr;
+                d = next_kept(&mut dc, &skip)?;
+                (Diff::Extra, r, None)
+            }
+            (None, Some(sr)) => {
+                let r = *sr;
+                s = next_kept(&mut sc, &skip)?;
+                (Diff::Missing, r, None)
+            }
+            (Some(dr), Some(sr)) => match fmt.record_key(dr).cmp(&fmt.record_key(sr)) {
+                Ordering::Less => {
+                    let r = *dr;
+                    d = next_kept(&mut dc, &skip)?;
+                    (Diff::Extra, r, None)
+                }
+                Ordering::Greater => {
+                    let r = *sr;
+                    s = next_kept(&mut sc, &skip)?;
+                    (Diff::Missing, r, None)
+                }
+                Ordering::Equal => {
+                    let (dr, sr) = (*dr, *sr);
+                    d = next_kept(&mut dc, &skip)?;
+                    s = next_kept(&mut sc, &skip)?;
+                    if dr.blockcount == sr.blockcount && dr.offset_word == sr.offset_word {
+                        continue;
+                    }
+                    (Diff::Mismatch, dr, Some(sr))
+                }
+            },
+        };
+        let i = kind.index();
+        counts[i] = counts[i].saturating_add(1);
+        if counts[i] <= MAX_REPORTED {
+            out.push(diff_finding(kind, a, &rec, other.as_ref()));
+        }
+    }
+    for kind in [Diff::Missing, Diff::Extra, Diff::Mismatch] {
+        let n = counts[kind.index()];
+        if n > MAX_REPORTED {
+            out.push(
+                Finding::new(
+                    FindingKind::XrefCorrupt,
+                    STRUCTURE,
+                    format!("rmapbt.{}", kind.code()),
+                    format!(
+                        "{} more {} records in this AG not listed",
+                        n.saturating_sub(MAX_REPORTED),
+                        kind.code()
+                    ),
+                )
+                .group(u64::from(a)),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Diff {
+    Missing,
+    Extra,
+    Mismatch,
+}
+
+impl Diff {
+    fn index(self) -> usize {
+        match self {
+            Diff::Missing => 0,
+            Diff::Extra => 1,
+            Diff::Mismatch => 2,
+        }
+    }
+    fn code(self) -> &'static str {
+        match self {
+            Diff::Missing => "missing",
+            Diff::Extra => "extra",
+            Diff::Mismatch => "mismatch",
+        }
+    }
+}
+
+fn diff_finding(kind: Diff, agno: u32, r: &RmapRec, shadow: Option<&RmapRec>) -> Finding {
+    let msg = match (kind, shadow) {
+        (Diff::Missing, _) => format!(
+            "the rmapbt has no record for the {}, which that owner uses",
+            describe(r)
+        ),
+        (Diff::Extra, _) => format!(
+            "the rmapbt records a {}, but no owner uses those blocks that way",
+            describe(r)
+        ),
+        (Diff::Mismatch, Some(s)) => format!(
+            "the rmapbt records a {}, but the owner has a {}",
+            describe(r),
+            describe(s)
+        ),
+        (Diff::Mismatch, None) => format!("the rmapbt records a {}", describe(r)),
+    };
+    let mut f = Finding::new(
+        FindingKind::XrefCorrupt,
+        STRUCTURE,
+        format!("rmapbt.{}", kind.code()),
+        msg,
+    )
+    .group(u64::from(agno))
+    .block(u64::from(r.startblock));
+    if !owner::is_special(r.owner) {
+        f = f.inode(r.owner);
+        if !r.bmbt_block() {
+            f = f.offset(r.offset());
+        }
+    }
+    if let Some(s) = shadow {
+        f = f.field("blockcount", s.blockcount, r.blockcount);
+    }
+    f
+}
