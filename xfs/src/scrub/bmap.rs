@@ -1,5 +1,5 @@
-//! The block-mapping scrubbers: `bmapbtd` (data forks), `bmapbta`
-//! (attribute forks) and `bmapbtc` (copy-on-write forks).
+//! The block-mapping scrubbers: `bmapbtd` (data forks) and `bmapbta`
+//! (attribute forks).
 //!
 //! As the kernel's `fs/xfs/scrub/bmap.c` does, for every allocated inode
 //! of the AG each fork in extents or btree format is checked:
@@ -19,7 +19,7 @@
 //!   never CoW staging space.
 //!
 //! The copy-on-write fork exists only in memory while a filesystem is
-//! mounted; an image has none, so `bmapbtc` does not apply to images (the
+//! mounted; an image has none, so there is no `bmapbtc` scrubber (the
 //! CoW staging extents left on disk are the refcountbt scrubber's).
 
 use super::common::{
@@ -34,8 +34,7 @@ use crate::format::dinode::{BmdrRoot, Fork, ForkFormat, flags2};
 use crate::fs::{Filesystem, Inode};
 use crate::types::{AgBlock, AgNumber, FsBlock};
 use scrub::{
-    Applicability, ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext,
-    ScrubError, Scrubber,
+    ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext, ScrubError, Scrubber,
 };
 use std::collections::HashMap;
 
@@ -43,8 +42,6 @@ use std::collections::HashMap;
 pub struct BmapDataScrub;
 /// Checks the attribute forks of the inodes of one AG.
 pub struct BmapAttrScrub;
-/// The copy-on-write forks: in memory only, so absent from images.
-pub struct BmapCowScrub;
 
 impl Scrubber<Filesystem> for BmapDataScrub {
     fn name(&self) -> &'static str {
@@ -85,34 +82,6 @@ impl Scrubber<Filesystem> for BmapAttrScrub {
         out: &mut Findings,
     ) -> Result<(), ScrubError> {
         scrub_forks(fs, item, ctx, out, Fork::Attr)
-    }
-}
-
-impl Scrubber<Filesystem> for BmapCowScrub {
-    fn name(&self) -> &'static str {
-        "bmapbtc"
-    }
-    fn scope(&self) -> Scope {
-        Scope::Group
-    }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["inode"]
-    }
-    fn applies(&self, _fs: &Filesystem) -> Applicability {
-        Applicability::Absent(
-            "copy-on-write forks exist only in memory while mounted; an image has none \
-             (leftover CoW staging extents are checked with the refcountbt)"
-                .into(),
-        )
-    }
-    fn scrub(
-        &self,
-        _fs: &Filesystem,
-        _item: &ItemId,
-        _ctx: &ScrubContext,
-        _out: &mut Findings,
-    ) -> Result<(), ScrubError> {
-        Ok(())
     }
 }
 

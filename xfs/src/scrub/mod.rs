@@ -11,7 +11,7 @@
 //! | `rmapbt` | [`rmap`] | reverse-mapping btree |
 //! | `refcountbt` | [`refcount`] | reference count btree |
 //! | `inode` | [`inode`] | the core of every allocated inode |
-//! | `bmapbtd`, `bmapbta`, `bmapbtc` | [`bmap`] | data, attr and CoW fork mappings and bmbts |
+//! | `bmapbtd`, `bmapbta` | [`bmap`] | data and attr fork mappings and bmbts (no CoW fork exists in an image) |
 //! | `rmapbt-shadow` | [`rmap_shadow`] | the rmapbt against a reverse map built from every owner |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
 //!
@@ -57,7 +57,6 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(inode::InodeScrub),
         Box::new(bmap::BmapDataScrub),
         Box::new(bmap::BmapAttrScrub),
-        Box::new(bmap::BmapCowScrub),
         Box::new(rmap_shadow::RmapShadowScrub),
         Box::new(fscounters::FsCountersScrub),
     ];
