@@ -18,12 +18,12 @@
 
 pub mod agheader;
 pub mod alloc;
-mod common;
+pub(crate) mod common;
 pub mod fscounters;
 pub mod ialloc;
 pub mod refcount;
 pub mod rmap;
-mod xref;
+pub(crate) mod xref;
 
 use crate::fs::Filesystem;
 use scrub::{Registry, ScrubTarget};
