@@ -263,6 +263,14 @@ fn open_writable(path: &Path) -> Result<Arc<dyn Device>, OpenError> {
     }
     match opts.open(path) {
         Ok(f) => {
+            use std::os::unix::fs::FileExt;
+            let mut magic = [0u8; 4];
+            if f.read_exact_at(&mut magic, 0).is_ok() && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+                return Err(crate::Error::from(DeviceError::CompressedReadWrite {
+                    path: path.to_owned(),
+                })
+                .into());
+            }
             let dev = crate::device::FileDevice::from_file(f, true);
             Ok(Arc::new(dev))
         }
@@ -279,22 +287,11 @@ fn open_writable(path: &Path) -> Result<Arc<dyn Device>, OpenError> {
                 path: path.to_owned(),
             })
         }
-        Err(source) => {
-            // A zstd image is refused with its own message.
-            if open_image(path, Access::ReadWrite)
-                .is_err_and(|e| matches!(e, DeviceError::CompressedReadWrite { .. }))
-            {
-                return Err(crate::Error::from(DeviceError::CompressedReadWrite {
-                    path: path.to_owned(),
-                })
-                .into());
-            }
-            Err(crate::Error::from(DeviceError::Open {
-                path: path.to_owned(),
-                source,
-            })
-            .into())
-        }
+        Err(source) => Err(crate::Error::from(DeviceError::Open {
+            path: path.to_owned(),
+            source,
+        })
+        .into()),
     }
 }
 
