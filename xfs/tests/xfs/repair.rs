@@ -160,12 +160,13 @@ fn cases(step: usize) -> Vec<Case> {
         .collect()
 }
 
-/// Every `STEP`-th flagged corpus case of the repaired structures.
+/// Every `step()`-th flagged corpus case of the repaired structures
+/// (`REPAIR_STEP`, default 12: 50 of the 595 cases).
 fn step() -> usize {
     std::env::var("REPAIR_STEP")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
+        .unwrap_or(12)
 }
 
 #[test]
@@ -229,7 +230,7 @@ fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
         step()
     );
     assert!(
-        attempted >= 50 || step() != 8,
+        attempted >= 50 || step() != 12,
         "only {attempted} cases attempted"
     );
 }
