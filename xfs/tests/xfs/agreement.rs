@@ -44,13 +44,13 @@ const COVERED: &[&str] = &[
 const CASE_LIMIT: Duration = Duration::from_secs(30);
 
 /// One corruption case.
-struct Case {
-    id: String,
-    base: String,
-    structure: String,
+pub(crate) struct Case {
+    pub(crate) id: String,
+    pub(crate) base: String,
+    pub(crate) structure: String,
     verb: String,
-    patch: Vec<(u64, Vec<u8>)>,
-    repair_flags: bool,
+    pub(crate) patch: Vec<(u64, Vec<u8>)>,
+    pub(crate) repair_flags: bool,
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -60,7 +60,7 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn load_set(set: &str) -> Vec<Case> {
+pub(crate) fn load_set(set: &str) -> Vec<Case> {
     let path = testdata().join("corruptions").join(format!("{set}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()

@@ -5,6 +5,7 @@
 //! commit recovers to an image the oracle accepts; undo restores every
 //! byte, also when interrupted.
 
+use crate::agreement::{Case, load_set};
 use crate::common::{decompress, have_xfsprogs, testdata};
 use crate::fixtures::check_manifest;
 use repair::{Disk, FaultyDisk, Sidecars};
@@ -117,46 +118,13 @@ fn reopen_ro(path: &Path) -> Filesystem {
     Filesystem::open(open_image(path, Access::ReadOnly).unwrap()).unwrap()
 }
 
-struct Case {
-    id: String,
-    base: String,
-    patch: Vec<(u64, Vec<u8>)>,
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// The AG corpus cases in the repaired structures that xfs_repair -n
 /// flags: every `step`-th of them, in file order (deterministic).
 fn cases(step: usize) -> Vec<Case> {
-    let text = std::fs::read_to_string(testdata().join("corruptions/ag.jsonl")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| {
-            REPAIRED.contains(&v["structure"].as_str().unwrap_or(""))
-                && v["xfs_repair_n"]["exit"].as_i64() == Some(1)
-        })
+    load_set("ag")
+        .into_iter()
+        .filter(|c| REPAIRED.contains(&c.structure.as_str()) && c.repair_flags)
         .step_by(step)
-        .map(|v| Case {
-            id: v["id"].as_str().unwrap().to_owned(),
-            base: v["base"].as_str().unwrap().to_owned(),
-            patch: v["patch"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p["offset"].as_u64().unwrap(),
-                        hex(p["hex"].as_str().unwrap()),
-                    )
-                })
-                .collect(),
-        })
         .collect()
 }
 
