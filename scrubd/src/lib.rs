@@ -26,5 +26,6 @@ pub mod check;
 pub mod exit;
 pub mod primary;
 pub mod progress;
+pub mod repair;
 pub mod report;
 pub mod size;

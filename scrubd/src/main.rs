@@ -53,6 +53,40 @@ stale, as with xfs_repair -n.",
 16 usage error, 32 cancelled (bits combine). See --help for more."
     )]
     Check(CheckCli),
+    /// Repair an image: check it, plan the rebuilds the damage calls for
+    /// and, with --commit, write them atomically (a dry run otherwise).
+    #[command(
+        after_help = "Exit status: 0 no damage, 1 all damage found was repaired, 4 damage left \
+(always after a dry run that found damage), 8 operational error, 16 usage error."
+    )]
+    Repair(RepairCli),
+    /// Undo the repairs recorded in an undo file, restoring the image's
+    /// previous bytes exactly. Safe to run again after an interruption.
+    Undo {
+        /// The undo file a `repair --commit` wrote.
+        undo_file: PathBuf,
+        /// The repaired image.
+        image: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RepairCli {
+    /// The image: a plain file or block device (not compressed).
+    image: PathBuf,
+    /// Write the repairs. Without it nothing is written: the plan is
+    /// printed (a dry run, the image opened read-only).
+    #[arg(long)]
+    commit: bool,
+    /// Where to keep the undo file. Default: IMAGE.scrubd-undo.
+    #[arg(long, value_name = "PATH")]
+    undo_file: Option<PathBuf>,
+    /// Staging memory budget (as for check).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Worker threads for the checks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 const CHECK_AFTER_HELP: &str = "\
@@ -128,6 +162,11 @@ fn main() -> ExitCode {
             .map(|()| exit::NO_DAMAGE)
             .map_err(CliError::Operational),
         Command::Check(c) => run_check(c),
+        Command::Repair(r) => run_repair(r),
+        Command::Undo { undo_file, image } => scrubd::repair::undo(&undo_file, &image).map(|s| {
+            print!("{s}");
+            exit::NO_DAMAGE
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -158,6 +197,22 @@ fn run_check(c: CheckCli) -> Result<u8, CliError> {
     }
     out.flush()?;
     Ok(r.exit_code())
+}
+
+/// Runs `scrubd repair` and prints what it did; returns the exit code.
+fn run_repair(r: RepairCli) -> Result<u8, CliError> {
+    let args = scrubd::repair::RepairArgs {
+        image: r.image,
+        commit: r.commit,
+        undo_file: r.undo_file,
+        memory: r.memory.unwrap_or_else(size::default_memory),
+        threads: r.threads.map_or_else(default_threads, usize::from),
+    };
+    let (text, code) = scrubd::repair::run(&args)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(code)
 }
 
 /// A cancel token set by the first Ctrl-C; the second exits at once.

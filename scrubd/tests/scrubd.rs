@@ -12,3 +12,5 @@ mod common;
 mod exit_codes;
 #[path = "scrubd/info.rs"]
 mod info;
+#[path = "scrubd/repair.rs"]
+mod repair;

@@ -29,6 +29,7 @@ pub mod fs;
 pub mod geometry;
 pub mod log;
 pub mod path;
+pub mod repair;
 pub mod scrub;
 pub mod types;
 

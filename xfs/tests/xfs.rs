@@ -19,6 +19,8 @@ mod geometry;
 mod log;
 #[path = "xfs/paths.rs"]
 mod paths;
+#[path = "xfs/repair.rs"]
+mod repair;
 #[path = "xfs/scrub_agheader.rs"]
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]

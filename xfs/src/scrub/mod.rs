@@ -22,14 +22,14 @@
 pub mod agheader;
 pub mod alloc;
 pub mod bmap;
-mod common;
+pub(crate) mod common;
 pub mod fscounters;
 pub mod ialloc;
 pub mod inode;
 pub mod refcount;
 pub mod rmap;
 pub mod rmap_shadow;
-mod xref;
+pub(crate) mod xref;
 
 use crate::fs::Filesystem;
 use scrub::{Registry, ScrubTarget};

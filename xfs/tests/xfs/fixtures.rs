@@ -338,3 +338,20 @@ fn committed_fixtures() {
     assert!(total.files > 20_000, "{total:?}");
     assert!(total.bmbt_forks > 10, "{total:?}");
 }
+
+/// Checks every entry of fixture `name`'s manifest against `fs` (which
+/// must hold that fixture's files, e.g. after a repair); returns the number
+/// of regular files whose contents were compared.
+pub fn check_manifest(fs: &Filesystem, name: &str) -> usize {
+    let manifest = testdata().join("manifests").join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let mut t = Tally::default();
+    let mut cache = Listings::new();
+    for (seq, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {l}: {e}"));
+        check_entry(fs, name, &v, &mut t, &mut cache, seq);
+    }
+    t.files
+}

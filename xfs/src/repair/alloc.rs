@@ -1,0 +1,292 @@
+//! Free-space repair of one AG (the kernel's `alloc_repair.c` and the AGF
+//! and AGFL parts of `agheader_repair.c`): new bnobt and cntbt, a new AGFL
+//! and the AGF's free-space fields, all derived from the reverse-mapping
+//! btree.
+//!
+//! # How
+//!
+//! 1. Walk the rmapbt (it must be structurally sound): every record says
+//!    who owns which blocks. Free space is the AG minus every owned block.
+//! 2. The rmapbt records bnobt, cntbt, rmapbt and AGFL blocks all as
+//!    `OWN_AG`. `OWN_AG` minus the rmapbt's own blocks is therefore exactly
+//!    the old bnobt, cntbt and AGFL blocks — whatever the (possibly
+//!    damaged) old trees and AGFL say. The new trees are built inside
+//!    these blocks, as the kernel's `xrep_allocbt` does, so that the rmapbt
+//!    stays correct without being changed; the blocks left over become the
+//!    new AGFL.
+//! 3. The AGF gets the new roots, levels and counters; the AGFL is rewritten
+//!    from slot 0.
+//!
+//! The new tree blocks may be blocks the old trees still use, so the
+//! rebuild is not "new blocks first, then one pointer": it is committed
+//! as one journalled group (new blocks, AGF, AGFL) under NEEDSREPAIR, and a
+//! crash is finished by replaying the journal.
+//!
+//! # What it refuses
+//!
+//! - an rmapbt that cannot be walked cleanly or holds records outside the
+//!   AG, or whose blocks are not all `OWN_AG`;
+//! - more blocks needed for the new trees than the old ones had (that would
+//!   take free space and add `OWN_AG` records to the rmapbt);
+//! - more blocks left over than the AGFL holds (freeing them would remove
+//!   `OWN_AG` records from the rmapbt).
+//!
+//! Neither of the last two happens when the free-space picture changes
+//! little, the common case for damage found by a check.
+
+use super::agheader::{AgfSpace, agf_sector, agfl_sector};
+use crate::format::btree::alloc::{AllocRec, Bnobt, Cntbt};
+use crate::format::btree::rmap::{RmapRec, owner};
+use crate::fs::Filesystem;
+use crate::scrub::common::walk_quietly;
+use crate::types::{AgBlock, AgNumber};
+use repair::{Reservation, WriteSet, build_tree};
+use scrub::ExtentBitmap;
+use xfbtree::{BloadOptions, BlockAddr, Root};
+
+/// What the rebuild of one AG's free space will write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgSpace {
+    /// The AG.
+    pub agno: AgNumber,
+    /// The new AGF's free-space fields.
+    pub agf: AgfSpace,
+    /// Free extents (records of each new tree).
+    pub extents: u64,
+    /// Blocks of the new bnobt.
+    pub bno_blocks: u64,
+    /// Blocks of the new cntbt.
+    pub cnt_blocks: u64,
+    /// The new AGFL's blocks.
+    pub agfl: Vec<u32>,
+    /// The rmap records the rebuild was derived from.
+    pub rmap_records: u64,
+}
+
+/// Why a repair could not be planned (the AG is left as it is).
+pub type Refused = String;
+
+/// Plans the free-space rebuild of AG `agno` and stages its writes in
+/// `writes` (only when the whole plan succeeds). `Err` says why it was
+/// refused; I/O errors are refusals too (nothing is written either way).
+pub fn plan_ag_space(
+    fs: &Filesystem,
+    agno: AgNumber,
+    writes: &mut WriteSet,
+) -> Result<AgSpace, Refused> {
+    let geo = fs.geometry();
+    if !geo.features.has_rmapbt() {
+        return Err("the filesystem has no reverse-mapping btree to rebuild from".into());
+    }
+    let ag_len = geo
+        .ag_len(agno)
+        .ok_or_else(|| format!("{agno} does not exist"))?;
+    let agf_sector_old = read_sector(fs, agno, 1)?;
+    let agf = crate::format::agf::Agf::from_bytes(&agf_sector_old).map_err(|e| e.to_string())?;
+    if !geo.verify_agbno(agno, AgBlock(agf.rmap_root))
+        || agf.rmap_level == 0
+        || agf.rmap_level > geo.maxlevels.rmap
+    {
+        return Err(format!(
+            "the AGF's rmapbt root ({} at height {}) is unusable, so there is nothing to rebuild from",
+            agf.rmap_root, agf.rmap_level
+        ));
+    }
+    let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
+
+    // 1. Who owns what.
+    let mut owned = ExtentBitmap::new();
+    let mut own_ag = ExtentBitmap::new();
+    let mut records = 0u64;
+    let mut outside: Option<RmapRec> = None;
+    let rmap_blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
+        records += 1;
+        let end = u64::from(r.startblock) + u64::from(r.blockcount);
+        if r.blockcount == 0 || end > u64::from(ag_len) {
+            outside.get_or_insert(*r);
+            return;
+        }
+        owned.set(u64::from(r.startblock), u64::from(r.blockcount));
+        if r.owner == owner::AG {
+            own_ag.set(u64::from(r.startblock), u64::from(r.blockcount));
+        }
+    })
+    .map_err(|u| u.0)?;
+    if let Some(r) = outside {
+        return Err(format!(
+            "the rmapbt maps AG blocks {}+{} outside the AG's {ag_len} blocks",
+            r.startblock, r.blockcount
+        ));
+    }
+    let mut not_ag = rmap_blocks.clone();
+    not_ag.subtract(&own_ag);
+    if !not_ag.is_empty() {
+        return Err(format!(
+            "{} rmapbt blocks are not recorded as OWN_AG in the rmapbt itself",
+            not_ag.count()
+        ));
+    }
+
+    // 2. Free space, and the pool of old bnobt/cntbt/AGFL blocks.
+    let mut free = ExtentBitmap::new();
+    free.set(0, u64::from(ag_len));
+    free.subtract(&owned);
+    let recs: Vec<AllocRec> = free
+        .runs()
+        .filter_map(|(s, l)| {
+            Some(AllocRec {
+                startblock: u32::try_from(s).ok()?,
+                blockcount: u32::try_from(l).ok()?,
+            })
+        })
+        .collect();
+    let mut pool = own_ag.clone();
+    pool.subtract(&rmap_blocks);
+
+    let bno_fmt = Bnobt::new(geo, agno);
+    let cnt_fmt = Cntbt::new(geo, agno);
+    let bs = usize::try_from(geo.block_size).unwrap_or(4096);
+    let n = recs.len() as u64;
+    // Default packing leaves room for later inserts; if the old blocks do
+    // not hold that, pack full.
+    let need = |opts: &BloadOptions| -> Result<u64, Refused> {
+        let b = xfbtree::Geometry::compute(&bno_fmt, bs, n, opts).map_err(|e| e.to_string())?;
+        let c = xfbtree::Geometry::compute(&cnt_fmt, bs, n, opts).map_err(|e| e.to_string())?;
+        Ok(b.total_blocks() + c.total_blocks())
+    };
+    let mut opts = BloadOptions::default();
+    if need(&opts)? > pool.count() {
+        opts = BloadOptions::full();
+    }
+    let needed = need(&opts)?;
+    if needed > pool.count() {
+        return Err(format!(
+            "the new free-space btrees need {needed} blocks but the old ones and the AGFL had only {}: taking more from free space would need an rmapbt update, which this repair does not make",
+            pool.count()
+        ));
+    }
+
+    // 3. Build both trees into the pool.
+    let mut staged = WriteSet::new();
+    let mut res = Reservation::new(pool.clone(), &ExtentBitmap::new());
+    let offset_of = |a: BlockAddr| -> Option<u64> {
+        let b = u32::try_from(a.0).ok()?;
+        geo.agb_to_daddr(agno, AgBlock(b))?.to_bytes()
+    };
+    let ok = |r: &AllocRec| Ok::<_, std::convert::Infallible>(*r);
+    let (bno, bno_geo) = build_tree(
+        &bno_fmt,
+        bs,
+        n,
+        recs.iter().map(ok),
+        &opts,
+        &mut res,
+        &mut staged,
+        &offset_of,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut by_size = recs.clone();
+    by_size.sort_by_key(|r| (r.blockcount, r.startblock));
+    let (cnt, cnt_geo) = build_tree(
+        &cnt_fmt,
+        bs,
+        n,
+        by_size.iter().map(ok),
+        &opts,
+        &mut res,
+        &mut staged,
+        &offset_of,
+    )
+    .map_err(|e| e.to_string())?;
+    let (Some(bno_root), Some(cnt_root)) = (root_of(&bno.root), root_of(&cnt.root)) else {
+        return Err("the bulk loader returned an inline root for an AG btree".into());
+    };
+
+    // 4. The AGFL holds what is left of the pool.
+    let mut left = pool;
+    left.subtract(&res.taken_bitmap());
+    let agfl: Vec<u32> = left
+        .runs()
+        .flat_map(|(s, l)| s..s + l)
+        .filter_map(|b| u32::try_from(b).ok())
+        .collect();
+    if agfl.len() as u64 > u64::from(geo.agfl_size) {
+        return Err(format!(
+            "{} old free-space blocks are left over but the AGFL holds only {}: freeing the rest would need an rmapbt update, which this repair does not make",
+            agfl.len(),
+            geo.agfl_size
+        ));
+    }
+    let freeblks: u64 = recs.iter().map(|r| u64::from(r.blockcount)).sum();
+    let longest = recs.iter().map(|r| r.blockcount).max().unwrap_or(0);
+    let rmap_count = rmap_blocks.count();
+    let btreeblks = (bno_geo.total_blocks() - 1) + (cnt_geo.total_blocks() - 1) + (rmap_count - 1);
+    let space = AgfSpace {
+        bno: bno_root,
+        cnt: cnt_root,
+        flcount: u32::try_from(agfl.len()).unwrap_or(0),
+        freeblks: u32::try_from(freeblks).map_err(|e| e.to_string())?,
+        longest,
+        btreeblks: u32::try_from(btreeblks).map_err(|e| e.to_string())?,
+        rmap_blocks: u32::try_from(rmap_count).map_err(|e| e.to_string())?,
+    };
+    let new_agf = agf_sector(&agf_sector_old, geo, agno, &space);
+    let new_agfl = agfl_sector(geo, agno, &agfl);
+    stage_header(&mut staged, fs, agno, 1, new_agf)?;
+    stage_header(&mut staged, fs, agno, 3, new_agfl)?;
+    for (off, phase, data) in staged.iter() {
+        writes
+            .stage(phase, off, data.to_vec())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(AgSpace {
+        agno,
+        agf: space,
+        extents: n,
+        bno_blocks: bno_geo.total_blocks(),
+        cnt_blocks: cnt_geo.total_blocks(),
+        agfl,
+        rmap_records: records,
+    })
+}
+
+/// Byte offset of header sector `sector` of AG `agno`.
+fn sector_offset(fs: &Filesystem, agno: AgNumber, sector: u32) -> Result<u64, Refused> {
+    fs.geometry()
+        .ag_header_daddr(agno, sector)
+        .and_then(|d| d.to_bytes())
+        .ok_or_else(|| format!("{agno} header sector {sector} is outside the device"))
+}
+
+/// Reads header sector `sector` of AG `agno`.
+pub(crate) fn read_sector(
+    fs: &Filesystem,
+    agno: AgNumber,
+    sector: u32,
+) -> Result<Vec<u8>, Refused> {
+    let off = sector_offset(fs, agno, sector)?;
+    let mut buf = vec![0u8; usize::try_from(fs.geometry().sector_size).unwrap_or(512)];
+    fs.device()
+        .read_at(&mut buf, off)
+        .map_err(|e| format!("reading {agno} header sector {sector}: {e}"))?;
+    Ok(buf)
+}
+
+fn stage_header(
+    w: &mut WriteSet,
+    fs: &Filesystem,
+    agno: AgNumber,
+    sector: u32,
+    data: Vec<u8>,
+) -> Result<(), Refused> {
+    let off = sector_offset(fs, agno, sector)?;
+    w.stage_live(off, data).map_err(|e| e.to_string())
+}
+
+/// An AG btree's root block and height, for the AGF.
+fn root_of<K>(r: &Root<K>) -> Option<(u32, u32)> {
+    match r {
+        Root::Block { addr, height } => Some((u32::try_from(addr.0).ok()?, u32::from(*height))),
+        _ => None,
+    }
+}
