@@ -143,50 +143,56 @@ fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
         return;
     }
     let all = cases(step());
+    // Cases are independent: run them on every core (each in its own
+    // temporary copy), then tally in corpus order.
+    use rayon::prelude::*;
+    /// A case's outcome, xfs_repair -n's exit code and the files checked.
+    type CaseResult = Result<(Outcome, i32, usize), String>;
+    let results: Vec<(String, CaseResult)> = all
+        .par_iter()
+        .map(|c| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = patched_copy(dir.path(), &c.base, &c.patch);
+            // A damaged primary superblock or an unusable AGF stops the open.
+            if let Err(e) = xrepair::open_for_repair(&path, &Sidecars::beside(&path), true) {
+                return (c.id.clone(), Err(format!("cannot open: {e}")));
+            }
+            let out = repair_image(&path);
+            let oracle = xfs_repair_n(&path);
+            // No repair may lose a byte of any file, repaired or not.
+            let files = check_manifest(&reopen_ro(&path), &c.base);
+            (c.id.clone(), Ok((out, oracle, files)))
+        })
+        .collect();
     let (mut attempted, mut repaired, mut oracle_clean, mut files) = (0, 0, 0, 0);
     let mut failures = Vec::new();
-    for c in &all {
-        let dir = tempfile::tempdir().unwrap();
-        let path = patched_copy(dir.path(), &c.base, &c.patch);
-        // A damaged primary superblock or an unusable AGF stops the open.
-        let out = match xrepair::open_for_repair(&path, &Sidecars::beside(&path), true) {
-            Ok(o) => {
-                drop(o);
-                repair_image(&path)
-            }
+    for (id, r) in results {
+        let (out, oracle, n) = match r {
+            Ok(x) => x,
             Err(e) => {
-                failures.push(format!("{}: cannot open: {e}", c.id));
+                failures.push(format!("{id}: {e}"));
                 continue;
             }
         };
         attempted += 1;
-        let t = std::time::Instant::now();
+        files += n;
         let fixed = out.after.is_empty() && !out.before.is_empty();
         if fixed {
             repaired += 1;
         }
-        let oracle = xfs_repair_n(&path);
         if oracle == 0 {
             oracle_clean += 1;
         }
-        // No repair may lose a byte of any file, repaired or not.
-        files += check_manifest(&reopen_ro(&path), &c.base);
-        eprintln!(
-            "case {}: fixed {fixed}, xfs_repair -n {oracle}, {:?}",
-            c.id,
-            t.elapsed()
-        );
         if !fixed || oracle != 0 {
             failures.push(format!(
-                "{}: repairs {}, refused {:?}, after {:?}, xfs_repair -n {oracle}",
-                c.id, out.repaired, out.refused, out.after
+                "{id}: repairs {}, refused {:?}, after {:?}, xfs_repair -n {oracle}",
+                out.repaired, out.refused, out.after
             ));
         }
         if fixed {
             assert_eq!(
                 oracle, 0,
-                "{}: scrubd says fixed, xfs_repair -n disagrees",
-                c.id
+                "{id}: scrubd says fixed, xfs_repair -n disagrees"
             );
         }
     }
