@@ -23,5 +23,7 @@ mod paths;
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]
 mod scrub_alloc;
+#[path = "xfs/scrub_dir.rs"]
+mod scrub_dir;
 #[path = "xfs/scrub_rmap.rs"]
 mod scrub_rmap;

@@ -11,6 +11,10 @@
 //! | `rmapbt` | [`rmap`] | reverse-mapping btree |
 //! | `refcountbt` | [`refcount`] | reference count btree |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
+//! | `directory` | [`dir`] | directories of each AG: blocks, hash index, entries |
+//! | `symlink` | [`symlink`] | symbolic link targets of each AG |
+//! | `nlinks` | [`nlinks`] | every inode's link count against the directory entries |
+//! | `dirtree` | [`dirtree`] | the tree: one parent per directory, every inode reachable |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
 //! (structure), checks each record on its own, and cross-references it
@@ -19,10 +23,14 @@
 pub mod agheader;
 pub mod alloc;
 mod common;
+pub mod dir;
+pub mod dirtree;
 pub mod fscounters;
 pub mod ialloc;
+pub mod nlinks;
 pub mod refcount;
 pub mod rmap;
+pub mod symlink;
 mod xref;
 
 use crate::fs::Filesystem;
@@ -49,6 +57,10 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(rmap::RmapbtScrub),
         Box::new(refcount::RefcountbtScrub),
         Box::new(fscounters::FsCountersScrub),
+        Box::new(dir::DirectoryScrub),
+        Box::new(symlink::SymlinkScrub),
+        Box::new(nlinks::NlinksScrub),
+        Box::new(dirtree::DirtreeScrub),
     ];
     for s in all {
         // The list above is fixed and ordered so that every dependency is

@@ -38,6 +38,9 @@ const COVERED: &[&str] = &[
     "finobt",
     "rmapbt",
     "refcountbt",
+    "dir",
+    "symlink",
+    "nlinks",
 ];
 
 /// The longest one case may take (open + full check).
@@ -294,4 +297,9 @@ fn run_set(set: &str) {
 #[test]
 fn ag_metadata_corpus() {
     run_set("ag");
+}
+
+#[test]
+fn dir_corpus() {
+    run_set("dir");
 }
