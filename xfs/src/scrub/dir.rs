@@ -79,37 +79,57 @@ impl Scrubber<Filesystem> for DirectoryScrub {
         out: &mut Findings,
     ) -> Result<(), ScrubError> {
         let agno = group_of(item)?;
-        let mut idx = InodeIndex::new(fs);
-        let inos = match idx.ag_allocated(agno) {
-            Ok(v) => v,
-            Err(why) => {
-                out.push(
-                    Finding::new(
-                        FindingKind::Incomplete,
-                        "directory",
-                        "directory.unavailable",
-                        format!("the directories of AG {agno} cannot be listed: {why}"),
-                    )
-                    .group(u64::from(agno)),
-                );
-                return Ok(());
-            }
-        };
-        for ino in inos {
-            ctx.check_cancelled()?;
-            let Some(inode) = read_inode_core(fs, ino)? else {
-                continue;
-            };
-            if inode.core.file_type() != FileType::Directory {
-                continue;
-            }
-            let mut d = DirCheck::new(fs, &mut idx, out, agno, &inode);
-            d.check()?;
-        }
-        Ok(())
+        for_each_inode_of_type(
+            fs,
+            agno,
+            FileType::Directory,
+            "directory",
+            ctx,
+            out,
+            |idx, out, inode| DirCheck::new(fs, idx, out, agno, inode).check(),
+        )
     }
 }
 
+/// Calls `check` on every allocated inode of AG `agno` whose mode says
+/// `ft` (and whose core decodes); if the AG's inodes cannot be listed,
+/// reports that once as incomplete for `structure`.
+pub(crate) fn for_each_inode_of_type<'fs>(
+    fs: &'fs Filesystem,
+    agno: u32,
+    ft: FileType,
+    structure: &'static str,
+    ctx: &ScrubContext,
+    out: &mut Findings,
+    mut check: impl FnMut(&mut InodeIndex<'fs>, &mut Findings, &Inode) -> Result<(), ScrubError>,
+) -> Result<(), ScrubError> {
+    let mut idx = InodeIndex::new(fs);
+    let inos = match idx.ag_allocated(agno) {
+        Ok(v) => v,
+        Err(why) => {
+            out.push(
+                Finding::new(
+                    FindingKind::Incomplete,
+                    structure,
+                    format!("{structure}.unavailable"),
+                    format!("the inodes of AG {agno} cannot be listed: {why}"),
+                )
+                .group(u64::from(agno)),
+            );
+            return Ok(());
+        }
+    };
+    for ino in inos {
+        ctx.check_cancelled()?;
+        let Some(inode) = read_inode_core(fs, ino)? else {
+            continue;
+        };
+        if inode.core.file_type() == ft {
+            check(&mut idx, out, &inode)?;
+        }
+    }
+    Ok(())
+}
 /// Reads inode `ino` if its core can be decoded and has the inode magic;
 /// its own verifier's problems are the inode scrubber's to report.
 pub(crate) fn read_inode_core(fs: &Filesystem, ino: Ino) -> Result<Option<Inode>, ScrubError> {

@@ -9,7 +9,7 @@
 //! each other and adding up to the length. A target holds no NUL byte.
 
 use super::common::{group_of, log_head, lsn_ahead, read_error};
-use super::dir::{InodeIndex, read_inode_core};
+use super::dir::for_each_inode_of_type;
 use crate::error::Error;
 use crate::format::dinode::{FileType, Fork, ForkFormat};
 use crate::format::symlink::{self, SymlinkHeader};
@@ -40,53 +40,36 @@ impl Scrubber<Filesystem> for SymlinkScrub {
         out: &mut Findings,
     ) -> Result<(), ScrubError> {
         let agno = group_of(item)?;
-        let mut idx = InodeIndex::new(fs);
-        let inos = match idx.ag_allocated(agno) {
-            Ok(v) => v,
-            Err(why) => {
-                out.push(
-                    Finding::new(
-                        FindingKind::Incomplete,
+        for_each_inode_of_type(
+            fs,
+            agno,
+            FileType::Symlink,
+            "symlink",
+            ctx,
+            out,
+            |_, out, inode| {
+                let ino = inode.ino;
+                let mut problems = Vec::new();
+                check_symlink(fs, inode, &mut problems)?;
+                for (field, block, expected, actual, msg) in problems {
+                    let where_ = format!("symlink {}", ino.0);
+                    let mut f = Finding::new(
+                        FindingKind::Corrupt,
                         "symlink",
-                        "symlink.unavailable",
-                        format!("the symbolic links of AG {agno} cannot be listed: {why}"),
+                        format!("symlink.{field}"),
+                        format!("{where_}: {msg}"),
                     )
-                    .group(u64::from(agno)),
-                );
-                return Ok(());
-            }
-        };
-        for ino in inos {
-            ctx.check_cancelled()?;
-            let Some(inode) = read_inode_core(fs, ino)? else {
-                continue;
-            };
-            if inode.core.file_type() != FileType::Symlink {
-                continue;
-            }
-            let mut problems = Vec::new();
-            check_symlink(fs, &inode, &mut problems)?;
-            if problems.is_empty() {
-                continue;
-            }
-            for (field, block, expected, actual, msg) in problems {
-                let where_ = format!("symlink {}", ino.0);
-                let mut f = Finding::new(
-                    FindingKind::Corrupt,
-                    "symlink",
-                    format!("symlink.{field}"),
-                    format!("{where_}: {msg}"),
-                )
-                .group(u64::from(agno))
-                .inode(ino.0)
-                .field(field, expected, actual);
-                if let Some(b) = block {
-                    f = f.block(b);
+                    .group(u64::from(agno))
+                    .inode(ino.0)
+                    .field(field, expected, actual);
+                    if let Some(b) = block {
+                        f = f.block(b);
+                    }
+                    out.push(f);
                 }
-                out.push(f);
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 }
 
