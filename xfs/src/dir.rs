@@ -13,7 +13,7 @@ use crate::format::dir2::sf::Shortform;
 use crate::format::dir2::{self, ftype};
 use crate::format::{Checked, Problem};
 use crate::fs::{Filesystem, Inode};
-use crate::types::{FsBlock, Ino};
+use crate::types::Ino;
 
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,45 +135,12 @@ impl Filesystem {
         let data_end_fsb = dir2::LEAF_OFFSET >> block_log;
         let size_end_fsb = dir.core.size.div_ceil(u64::from(geo.block_size));
         let limit = data_end_fsb.min(size_end_fsb);
-        let bs = usize::try_from(geo.block_size).unwrap_or(4096);
         let mut entries = Vec::new();
         let mut problems = Vec::new();
-        // Directory blocks start at multiples of the directory block size;
-        // visit each one that has its first block mapped.
-        let mut starts: Vec<u64> = Vec::new();
-        for e in extents {
-            let first = e.file_offset.0.next_multiple_of(fsbs);
-            let mut db = first;
-            while db < e.end() && db < limit {
-                if starts.last() != Some(&db) {
-                    starts.push(db);
-                }
-                db += fsbs;
-            }
-            if e.file_offset.0 >= limit {
-                break;
-            }
-        }
+        let starts = dir_block_starts(extents, fsbs, 0, limit);
         for db in starts {
             let what = format!("directory {} block {}", dir.ino.0, db);
-            let mut buf = vec![0u8; bs * usize::try_from(fsbs).unwrap_or(1)];
-            let mut first_fsb: Option<FsBlock> = None;
-            let mut complete = true;
-            for i in 0..fsbs {
-                let off = db + i;
-                match find_extent(extents, off).and_then(|e| e.fsb_for(off)) {
-                    Some(fsb) => {
-                        if i == 0 {
-                            first_fsb = Some(fsb);
-                        }
-                        let b = self.read_fsblocks(fsb, 1)?;
-                        let at = usize::try_from(i).unwrap_or(0) * bs;
-                        buf[at..at + bs].copy_from_slice(&b);
-                    }
-                    None => complete = false,
-                }
-            }
-            let Some(first_fsb) = first_fsb.filter(|_| complete) else {
+            let Some((buf, daddr)) = self.read_dir_block(extents, db)? else {
                 problems.push(Problem {
                     structure: what,
                     field: "bmap".to_owned(),
@@ -182,7 +149,6 @@ impl Filesystem {
                 });
                 continue;
             };
-            let daddr = geo.fsb_to_daddr(first_fsb).map(|d| d.0).unwrap_or(u64::MAX);
             let ctx = DataBlockContext {
                 owner: dir.ino.0,
                 daddr,
@@ -212,4 +178,52 @@ impl Filesystem {
             problems,
         })
     }
+
+    /// Reads the directory block starting at file block `dablk` (all
+    /// `dir_block_fsbs` of its filesystem blocks) through `extents`, with
+    /// the disk address of its first block. `None` if any of its blocks is
+    /// not mapped (or mapped to an address outside the filesystem).
+    pub fn read_dir_block(&self, extents: &[Extent], dablk: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        let geo = self.geometry();
+        let fsbs = u64::from(geo.dir_block_fsbs);
+        let bs = usize::try_from(geo.block_size).unwrap_or(4096);
+        let mut buf = vec![0u8; bs.saturating_mul(usize::try_from(fsbs).unwrap_or(1))];
+        let mut daddr = None;
+        for (i, chunk) in (0..fsbs).zip(buf.chunks_exact_mut(bs)) {
+            let off = dablk.saturating_add(i);
+            let Some(fsb) = find_extent(extents, off).and_then(|e| e.fsb_for(off)) else {
+                return Ok(None);
+            };
+            if !geo.verify_fsb_extent(fsb, 1) {
+                return Ok(None);
+            }
+            if i == 0 {
+                daddr = geo.fsb_to_daddr(fsb).map(|d| d.0);
+            }
+            chunk.copy_from_slice(&self.read_fsblocks(fsb, 1)?);
+        }
+        Ok(daddr.map(|d| (buf, d)))
+    }
+}
+
+/// The file offsets (in filesystem blocks) of the directory blocks that
+/// have their first block mapped in `extents`, in `lo..hi`. Directory
+/// blocks start at multiples of `fsbs` (the directory block size in
+/// filesystem blocks). The list is bounded by the mapped extents.
+pub fn dir_block_starts(extents: &[Extent], fsbs: u64, lo: u64, hi: u64) -> Vec<u64> {
+    let fsbs = fsbs.max(1);
+    let mut starts: Vec<u64> = Vec::new();
+    for e in extents {
+        if e.file_offset.0 >= hi {
+            break;
+        }
+        let mut db = e.file_offset.0.max(lo).next_multiple_of(fsbs);
+        while db < e.end() && db < hi {
+            if starts.last() != Some(&db) {
+                starts.push(db);
+            }
+            db = db.saturating_add(fsbs);
+        }
+    }
+    starts
 }

@@ -25,6 +25,8 @@ mod repair;
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]
 mod scrub_alloc;
+#[path = "xfs/scrub_dir.rs"]
+mod scrub_dir;
 #[path = "xfs/scrub_inode.rs"]
 mod scrub_inode;
 #[path = "xfs/scrub_rmap.rs"]

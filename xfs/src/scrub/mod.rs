@@ -14,6 +14,10 @@
 //! | `bmapbtd`, `bmapbta` | [`bmap`] | data and attr fork mappings and bmbts (no CoW fork exists in an image) |
 //! | `rmapbt-shadow` | [`rmap_shadow`] | the rmapbt against a reverse map built from every owner |
 //! | `fscounters` | [`fscounters`] | superblock summary counters against the AGs |
+//! | `directory` | [`dir`] | directories of each AG: blocks, hash index, entries |
+//! | `symlink` | [`symlink`] | symbolic link targets of each AG |
+//! | `nlinks` | [`nlinks`] | every inode's link count against the directory entries |
+//! | `dirtree` | [`dirtree`] | the tree: one parent per directory, every inode reachable |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
 //! (structure), checks each record on its own, and cross-references it
@@ -23,12 +27,16 @@ pub mod agheader;
 pub mod alloc;
 pub mod bmap;
 pub(crate) mod common;
+pub mod dir;
+pub mod dirtree;
 pub mod fscounters;
 pub mod ialloc;
 pub mod inode;
+pub mod nlinks;
 pub mod refcount;
 pub mod rmap;
 pub mod rmap_shadow;
+pub mod symlink;
 pub(crate) mod xref;
 
 use crate::fs::Filesystem;
@@ -59,6 +67,10 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(bmap::BmapAttrScrub),
         Box::new(rmap_shadow::RmapShadowScrub),
         Box::new(fscounters::FsCountersScrub),
+        Box::new(dir::DirectoryScrub),
+        Box::new(symlink::SymlinkScrub),
+        Box::new(nlinks::NlinksScrub),
+        Box::new(dirtree::DirtreeScrub),
     ];
     for s in all {
         // The list above is fixed and ordered so that every dependency is

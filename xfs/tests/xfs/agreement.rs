@@ -40,6 +40,9 @@ const COVERED: &[&str] = &[
     "refcountbt",
     "inode",
     "bmbt",
+    "dir",
+    "symlink",
+    "nlinks",
 ];
 
 /// The longest one case may take (open + full check).
@@ -142,6 +145,16 @@ pub(crate) fn check_case(c: &Case) -> Verdict {
         threads: Some(1),
     };
     let report = scrub::run(&fs, &xfs::scrub::registry(), &ctx, &opts).unwrap();
+    if std::env::var_os("AGREEMENT_SHOW").is_some() {
+        // Every case's damage codes, to see why each was flagged.
+        let mut codes: Vec<String> = report
+            .findings()
+            .filter(|(_, f)| f.kind.is_damage())
+            .map(|(_, f)| f.code.to_string())
+            .collect();
+        codes.dedup();
+        eprintln!("SHOW {} :: {}", c.id, codes.join(" "));
+    }
     if report.has_damage() {
         // Cases xfs_repair -n passes but scrubd flags: print what was
         // found so each can be judged (real damage the oracle misses, or
@@ -301,4 +314,9 @@ fn ag_metadata_corpus() {
 #[test]
 fn inode_corpus() {
     run_set("inode");
+}
+
+#[test]
+fn dir_corpus() {
+    run_set("dir");
 }

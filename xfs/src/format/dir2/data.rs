@@ -107,6 +107,12 @@ pub struct DataBlock {
     pub entries: Vec<DataEntry>,
     /// For a single-block directory: the tail's leaf `count` and `stale`.
     pub tail: Option<(u32, u32)>,
+    /// Free regions as `(offset, length)`, in block order, as far as the
+    /// walk got.
+    pub free: Vec<(usize, usize)>,
+    /// Where the entry area ends: the block size, or the start of a
+    /// single-block directory's leaf array.
+    pub entries_end: usize,
 }
 
 /// What a data block must say about itself.
@@ -194,6 +200,7 @@ impl DataBlock {
         };
 
         let mut entries = Vec::new();
+        let mut free = Vec::new();
         let mut pos = HEADER_SIZE;
         // Each step advances by at least 8 bytes: the walk is bounded by the
         // block size.
@@ -221,6 +228,7 @@ impl DataBlock {
                     pos,
                     tag.unwrap_or(0),
                 );
+                free.push((pos, len));
                 pos = pos.saturating_add(len);
                 continue;
             }
@@ -280,6 +288,8 @@ impl DataBlock {
                 bestfree,
                 entries,
                 tail,
+                free,
+                entries_end: end,
             },
             problems: c.finish(),
         })

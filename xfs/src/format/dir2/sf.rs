@@ -7,6 +7,7 @@
 //! directory), the name, the file type (with FTYPE) and the inode number.
 //! Checks follow libxfs `xfs_dir2_sf_verify`.
 
+use super::data::{HEADER_SIZE, entry_size};
 use super::{ftype, name_is_valid};
 use crate::format::problem::{Checked, Checker};
 use crate::format::{be16_at, be32_at, be64_at};
@@ -66,19 +67,15 @@ impl Shortform {
         } else {
             be64_at(data, 2)?
         };
-        if i8count != 0 {
-            c.expect(
-                i8count == count,
-                "hdr.i8count",
-                format_args!("0 or count {count}"),
-                i8count,
-            );
-        }
         let mut entries = Vec::new();
         let mut pos = 2usize.saturating_add(ino_len);
-        // The entry offsets must increase, starting past the "." and ".."
-        // entries of a block directory (offset 0x60 with v5 headers).
-        let mut prev_offset: u32 = 0;
+        // The entry offsets must increase by at least each entry's size in
+        // a block directory, starting past the "." and ".." entries there
+        // (`xfs_dir2_sf_verify`). How many entries use 8-byte inode numbers
+        // (`i8count`) is the caller's to compare with the entries.
+        let mut next_offset = HEADER_SIZE
+            .saturating_add(entry_size(1, has_ftype))
+            .saturating_add(entry_size(2, has_ftype));
         for i in 0..usize::from(count) {
             let field = format!("list[{i}]");
             let Some(&namelen) = data.get(pos) else {
@@ -125,12 +122,13 @@ impl Shortform {
                 );
             }
             c.expect(
-                u32::from(offset) >= prev_offset,
+                usize::from(offset) >= next_offset,
                 &format!("{field}.offset"),
-                format_args!(">= {prev_offset} (offsets increase)"),
+                format_args!(">= {next_offset} (offsets increase)"),
                 offset,
             );
-            prev_offset = u32::from(offset).saturating_add(1);
+            next_offset =
+                usize::from(offset).saturating_add(entry_size(usize::from(namelen), has_ftype));
             entries.push(SfEntry {
                 name,
                 offset,
