@@ -7,7 +7,7 @@ use crate::finding::{Finding, FindingKind, Findings};
 use crate::health::Health;
 use crate::scrubber::{Applicability, ItemId, Registry, Scope, ScrubTarget};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How to run.
@@ -96,6 +96,32 @@ impl Report {
     /// Whether any finding means damage.
     pub fn has_damage(&self) -> bool {
         self.findings().any(|(_, f)| f.kind.is_damage())
+    }
+
+    /// Fills in the path of every finding that names an inode but no path.
+    ///
+    /// Scrubbers see one structure at a time and rarely know a file's name;
+    /// the target does, by walking its namespace once. `name` gets the set
+    /// of inode numbers wanted and returns the names it found (an inode it
+    /// cannot name keeps only its number). Nothing is called when no
+    /// finding needs a name, so a clean run pays nothing.
+    pub fn attach_paths(&mut self, name: impl FnOnce(&BTreeSet<u64>) -> BTreeMap<u64, String>) {
+        let wanted: BTreeSet<u64> = self
+            .findings()
+            .filter(|(_, f)| f.location.path.is_none())
+            .filter_map(|(_, f)| f.location.inode)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let names = name(&wanted);
+        for f in self.items.iter_mut().flat_map(|i| i.findings.iter_mut()) {
+            if f.location.path.is_none()
+                && let Some(p) = f.location.inode.and_then(|i| names.get(&i))
+            {
+                f.location.path = Some(p.clone());
+            }
+        }
     }
 
     /// Whether any item failed for an operational reason.
@@ -320,5 +346,65 @@ fn run_item<T: ScrubTarget + ?Sized>(
                 out,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(findings: Vec<Finding>) -> ItemReport {
+        ItemReport {
+            item: ItemId {
+                scrubber: "toy",
+                group: None,
+            },
+            status: ItemStatus::Done,
+            findings,
+            health: Health::Unchecked,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn attach_paths_names_only_what_needs_a_name() {
+        let f = |ino: Option<u64>| {
+            let f = Finding::new(FindingKind::Corrupt, "toy", "toy.bad", "bad");
+            match ino {
+                Some(i) => f.inode(i),
+                None => f,
+            }
+        };
+        let mut report = Report {
+            items: vec![
+                item(vec![f(Some(7)), f(None), f(Some(9)).path("/kept")]),
+                item(vec![f(Some(8)), f(Some(7))]),
+            ],
+            cancelled: false,
+        };
+        let mut asked = None;
+        report.attach_paths(|wanted| {
+            asked = Some(wanted.clone());
+            BTreeMap::from([(7, "/a/seven".to_owned())])
+        });
+        assert_eq!(asked, Some(BTreeSet::from([7, 8])));
+        let paths: Vec<Option<&str>> = report
+            .findings()
+            .map(|(_, f)| f.location.path.as_deref())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                Some("/a/seven"),
+                None,
+                Some("/kept"),
+                None,
+                Some("/a/seven")
+            ]
+        );
+
+        // Nothing to name: the namer is not called.
+        let mut clean = Report::default();
+        clean.attach_paths(|_| panic!("called for a clean report"));
     }
 }

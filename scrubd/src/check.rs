@@ -93,6 +93,13 @@ pub fn run(args: &CheckArgs, cancel: &CancelToken) -> Result<CheckReport, CliErr
     };
     report.fs = Some(summary(&fs));
     report.notices = notices(&fs);
+    if scrubbers.contains(&"rmapbt-shadow") {
+        // The shadow check says the same, as the check that could not be
+        // done; one warning is enough.
+        report
+            .notices
+            .retain(|f| f.code != "rmapbt.no-ownership-xref");
+    }
 
     let groups = u64::from(fs.geometry().ag_count);
     report.planned_items = registry
@@ -116,10 +123,14 @@ pub fn run(args: &CheckArgs, cancel: &CancelToken) -> Result<CheckReport, CliErr
         only: args.only.clone(),
         threads: Some(args.threads.max(1)),
     };
-    let run = scrub::run(&fs, &registry, &ctx, &opts).map_err(|e| match e {
+    let mut run = scrub::run(&fs, &registry, &ctx, &opts).map_err(|e| match e {
         scrub::ScrubError::UnknownScrubber { .. } => CliError::Usage(e.to_string()),
         e => CliError::from(e),
     })?;
+    if let Some(b) = &bar {
+        b.status("naming the files findings are about");
+    }
+    run.attach_paths(|wanted| fs.name_inodes(wanted));
     if let Some(b) = &bar {
         b.clear();
     }

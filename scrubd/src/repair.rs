@@ -49,7 +49,9 @@ fn check(fs: &Filesystem, args: &RepairArgs) -> Result<Report, CliError> {
         only: None,
         threads: Some(args.threads.max(1)),
     };
-    Ok(scrub::run(fs, &xfs::scrub::registry(), &ctx, &opts)?)
+    let mut report = scrub::run(fs, &xfs::scrub::registry(), &ctx, &opts)?;
+    report.attach_paths(|wanted| fs.name_inodes(wanted));
+    Ok(report)
 }
 
 /// Damage findings of a report, one line each.

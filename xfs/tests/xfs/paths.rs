@@ -284,3 +284,87 @@ fn mounted_image_with_sparse_unwritten_and_fragmented_files() {
         .unwrap();
     assert!(ext.iter().any(|e| e.unwritten), "{ext:?}");
 }
+
+/// Naming inodes is the inverse of resolving paths: on every committed
+/// fixture, each manifest entry's inode gets a name that resolves back to
+/// the same inode (a hard-linked file may get another of its names).
+#[test]
+fn names_every_manifest_inode() {
+    use crate::agreement::base_image;
+    use std::collections::BTreeMap;
+    for name in ["rmapbt", "1k", "asciici", "default"] {
+        let fs = Filesystem::open(Box::new(base_image(name))).unwrap();
+        let manifest = crate::common::testdata()
+            .join("manifests")
+            .join(format!("{name}.jsonl"));
+        let mut wanted: BTreeMap<u64, String> = BTreeMap::new();
+        for l in std::fs::read_to_string(&manifest).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let Some(path) = v["path"].as_str().map(str::to_owned) else {
+                continue; // the header line
+            };
+            wanted.insert(fs.resolve(&path).unwrap().0, path);
+        }
+        let set: BTreeSet<u64> = wanted.keys().copied().collect();
+        let names = fs.name_inodes(&set);
+        assert_eq!(
+            names.len(),
+            set.len(),
+            "{name}: every manifest inode is named"
+        );
+        for (ino, path) in &names {
+            assert_eq!(
+                fs.resolve(path).unwrap().0,
+                *ino,
+                "{name}: {path} (manifest: {})",
+                wanted[ino]
+            );
+        }
+    }
+}
+
+/// A directory cycle and a directory with a damaged `..` do not make the
+/// naming walk loop: it ends, and names what it can reach.
+#[test]
+fn naming_survives_a_directory_cycle() {
+    if !have_xfsprogs("naming_survives_a_directory_cycle") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("a/b/c")).unwrap();
+    std::fs::write(src.join("a/b/c/f"), b"x").unwrap();
+    std::fs::write(src.join("g"), b"y").unwrap();
+    let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\n");
+    protofile(&src, &mut proto, 1);
+    proto.push_str("$\n");
+    let pf = dir.path().join("proto");
+    std::fs::write(&pf, proto).unwrap();
+    let img = dir.path().join("img");
+    mkfs(&img, 320, &["-p", pf.to_str().unwrap()]);
+    let (a, c, f, g) = {
+        let fs = open(&img).unwrap();
+        (
+            fs.resolve("/a").unwrap(),
+            fs.resolve("/a/b/c").unwrap(),
+            fs.resolve("/a/b/c/f").unwrap(),
+            fs.resolve("/g").unwrap(),
+        )
+    };
+    // Point c's entry "f" at directory a: a -> b -> c -> a is a cycle (a's
+    // `..` still names the root, so the walk must not go round again).
+    let inode = format!("inode {}", c.0);
+    let inumber = format!("write u3.sfdir3.list[0].inumber.i4 {}", a.0);
+    let out = crate::common::xfs_db(
+        &img,
+        true,
+        &[&inode, &inumber, "write u3.sfdir3.list[0].filetype 2"],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let fs = open(&img).unwrap();
+    let names = fs.name_inodes(&[a.0, c.0, f.0, g.0].into_iter().collect());
+    assert_eq!(names.get(&a.0).map(String::as_str), Some("/a"));
+    assert_eq!(names.get(&c.0).map(String::as_str), Some("/a/b/c"));
+    assert_eq!(names.get(&g.0).map(String::as_str), Some("/g"));
+    assert_eq!(names.get(&f.0), None, "f is no longer linked");
+}
