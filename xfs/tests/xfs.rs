@@ -13,10 +13,14 @@ mod common;
 mod damage;
 #[path = "xfs/fixtures.rs"]
 mod fixtures;
+#[path = "xfs/fuzz_smoke.rs"]
+mod fuzz_smoke;
 #[path = "xfs/geometry.rs"]
 mod geometry;
 #[path = "xfs/log.rs"]
 mod log;
+#[path = "xfs/mutate.rs"]
+mod mutate;
 #[path = "xfs/paths.rs"]
 mod paths;
 #[path = "xfs/repair.rs"]
