@@ -127,19 +127,17 @@ pub fn crc_offset(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// One run of the harness on `data`, aimed at `structure`.
-pub fn run(structure: &str, data: &[u8]) -> Outcome {
+/// The damage `data` describes, aimed at `structure`: where the changed
+/// unit starts and its new contents (`None` if the unit cannot be read).
+pub fn mutation(structure: &str, data: &[u8]) -> Option<(u64, Vec<u8>)> {
     let sites = sites(structure);
     let (head, mut ops) = data.split_at(data.len().min(3));
     let pick = |i: usize| head.get(i).copied().unwrap_or(0);
     let site = usize::from(u16::from_le_bytes([pick(0), pick(1)])) % sites.units.len();
     let fix_crc = pick(2) & 1 == 1;
     let start = sites.units[site];
-    let dev = CowDevice::new(base());
     let mut unit = vec![0u8; sites.unit_len];
-    if dev.read_at(&mut unit, start).is_err() {
-        return Outcome::Refused;
-    }
+    base().read_at(&mut unit, start).ok()?;
     while ops.len() >= 3 {
         let off = usize::from(u16::from_le_bytes([ops[0], ops[1]])) % unit.len();
         let len = usize::from(ops[2] % 8) + 1;
@@ -155,6 +153,15 @@ pub fn run(structure: &str, data: &[u8]) -> Outcome {
     if fix_crc && let Some(at) = crc_offset(&unit) {
         crc::update(&mut unit, at);
     }
+    Some((start, unit))
+}
+
+/// One run of the harness on `data`, aimed at `structure`.
+pub fn run(structure: &str, data: &[u8]) -> Outcome {
+    let Some((start, unit)) = mutation(structure, data) else {
+        return Outcome::Refused;
+    };
+    let dev = CowDevice::new(base());
     dev.write_at(&unit, start).expect("overlay write");
     check(dev)
 }
