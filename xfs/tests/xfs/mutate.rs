@@ -26,9 +26,14 @@ use xfs::Filesystem;
 use xfs::device::{Access, CowDevice, Device, open_image};
 use xfs::format::crc;
 
-/// The fixture every site is in (the corpus has cases of every structure
-/// on it).
+/// The fixture a target aims at unless it names another (`bnobt@large`):
+/// the corpus has cases of every structure on it.
 const BASE: &str = "rmapbt";
+
+/// A target's structure and fixture.
+fn split_target(target: &str) -> (&str, &str) {
+    target.split_once('@').unwrap_or((target, BASE))
+}
 
 /// What one run did, for the stable test's tally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +51,13 @@ fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
-/// The decompressed base image, shared by every run of the process.
-fn base() -> Arc<dyn Device> {
-    static BASE_IMAGE: OnceLock<Arc<dyn Device>> = OnceLock::new();
-    BASE_IMAGE
-        .get_or_init(|| {
-            let zst = testdata().join(format!("images/{BASE}.img.zst"));
+/// The decompressed fixture `name`, shared by every run of the process.
+pub fn base(name: &str) -> Arc<dyn Device> {
+    static IMAGES: OnceLock<Mutex<HashMap<String, Arc<dyn Device>>>> = OnceLock::new();
+    let mut m = IMAGES.get_or_init(Default::default).lock().unwrap();
+    m.entry(name.to_owned())
+        .or_insert_with(|| {
+            let zst = testdata().join(format!("images/{name}.img.zst"));
             Arc::from(open_image(&zst, Access::ReadOnly).expect("base fixture"))
         })
         .clone()
@@ -63,17 +69,21 @@ struct Sites {
     unit_len: usize,
 }
 
-/// The sites of `structure`: the units of the corpus cases on [`BASE`].
-fn sites(structure: &str) -> Arc<Sites> {
+/// The sites of `target`: the units of its structure's corpus cases on
+/// its fixture.
+fn sites(target: &str) -> Arc<Sites> {
     static SITES: OnceLock<Mutex<HashMap<String, Arc<Sites>>>> = OnceLock::new();
     let mut m = SITES.get_or_init(Default::default).lock().unwrap();
-    m.entry(structure.to_owned())
-        .or_insert_with(|| Arc::new(load_sites(structure)))
+    m.entry(target.to_owned())
+        .or_insert_with(|| {
+            let (structure, fixture) = split_target(target);
+            Arc::new(load_sites(structure, fixture))
+        })
         .clone()
 }
 
-fn load_sites(structure: &str) -> Sites {
-    let fs = Filesystem::open(Box::new(base())).expect("base fixture opens");
+fn load_sites(structure: &str, fixture: &str) -> Sites {
+    let fs = Filesystem::open(Box::new(base(fixture))).expect("base fixture opens");
     let geo = fs.geometry();
     let unit_len = match structure {
         "sb" | "sb-secondary" | "agf" | "agi" | "agfl" => usize::from(512u16),
@@ -86,7 +96,7 @@ fn load_sites(structure: &str) -> Sites {
         let text = std::fs::read_to_string(&path).expect("corpus");
         for l in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(l).expect("corpus line");
-            if v["structure"] != structure || v["base"] != BASE {
+            if v["structure"] != structure || v["base"] != fixture {
                 continue;
             }
             if let Some(off) = v["patch"][0]["offset"].as_u64() {
@@ -96,7 +106,10 @@ fn load_sites(structure: &str) -> Sites {
     }
     units.sort_unstable();
     units.dedup();
-    assert!(!units.is_empty(), "no corpus sites for {structure}");
+    assert!(
+        !units.is_empty(),
+        "no corpus sites for {structure} in {fixture}"
+    );
     Sites { units, unit_len }
 }
 
@@ -127,17 +140,20 @@ pub fn crc_offset(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// The damage `data` describes, aimed at `structure`: where the changed
-/// unit starts and its new contents (`None` if the unit cannot be read).
-pub fn mutation(structure: &str, data: &[u8]) -> Option<(u64, Vec<u8>)> {
-    let sites = sites(structure);
+/// The damage `data` describes, aimed at `target` (`structure` or
+/// `structure@fixture`): where the changed unit starts and its new
+/// contents (`None` if the unit cannot be read).
+pub fn mutation(target: &str, data: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let sites = sites(target);
     let (head, mut ops) = data.split_at(data.len().min(3));
     let pick = |i: usize| head.get(i).copied().unwrap_or(0);
     let site = usize::from(u16::from_le_bytes([pick(0), pick(1)])) % sites.units.len();
     let fix_crc = pick(2) & 1 == 1;
     let start = sites.units[site];
     let mut unit = vec![0u8; sites.unit_len];
-    base().read_at(&mut unit, start).ok()?;
+    base(split_target(target).1)
+        .read_at(&mut unit, start)
+        .ok()?;
     while ops.len() >= 3 {
         let off = usize::from(u16::from_le_bytes([ops[0], ops[1]])) % unit.len();
         let len = usize::from(ops[2] % 8) + 1;
@@ -156,14 +172,39 @@ pub fn mutation(structure: &str, data: &[u8]) -> Option<(u64, Vec<u8>)> {
     Some((start, unit))
 }
 
-/// One run of the harness on `data`, aimed at `structure`.
-pub fn run(structure: &str, data: &[u8]) -> Outcome {
-    let Some((start, unit)) = mutation(structure, data) else {
+/// One run of the harness on `data`, aimed at `target`.
+pub fn run(target: &str, data: &[u8]) -> Outcome {
+    let Some((start, unit)) = mutation(target, data) else {
         return Outcome::Refused;
     };
-    let dev = CowDevice::new(base());
+    let dev = CowDevice::new(base(split_target(target).1));
     dev.write_at(&unit, start).expect("overlay write");
     check(dev)
+}
+
+/// The damage findings scrubd reports for `data` aimed at `target`, one
+/// line each (for judging a disagreement with the oracle).
+pub fn damage_lines(target: &str, data: &[u8]) -> Vec<String> {
+    let Some((start, unit)) = mutation(target, data) else {
+        return Vec::new();
+    };
+    let dev = CowDevice::new(base(split_target(target).1));
+    dev.write_at(&unit, start).expect("overlay write");
+    let fs = match Filesystem::open(Box::new(dev)) {
+        Ok(fs) => fs,
+        Err(e) => return vec![format!("refused: {e}")],
+    };
+    let ctx = ScrubContext::new(MemoryBudget::new(16 << 20));
+    let opts = RunOptions {
+        only: None,
+        threads: Some(1),
+    };
+    let report = scrub::run(&fs, &xfs::scrub::registry(), &ctx, &opts).expect("the registry runs");
+    report
+        .findings()
+        .filter(|(_, f)| f.kind.is_damage())
+        .map(|(_, f)| format!("{}: {f}", f.code))
+        .collect()
 }
 
 /// Opens, checks, names and plans, as `scrubd check` and a dry-run
@@ -184,6 +225,27 @@ fn check(dev: CowDevice<Arc<dyn Device>>) -> Outcome {
     let _plan = xfs::repair::plan(&fs, &report);
     Outcome::Checked { damage }
 }
+
+/// Fixture of `target`.
+pub fn fixture_of(target: &str) -> &str {
+    split_target(target).1
+}
+
+/// The targets in the other fixtures: 1 KiB blocks, and multi-level
+/// btrees (`large`).
+pub const OTHER_FIXTURES: &[&str] = &[
+    "sb@1k",
+    "agfl@1k",
+    "bnobt@1k",
+    "rmapbt@1k",
+    "bnobt@large",
+    "cntbt@large",
+    "inobt@large",
+    "finobt@large",
+    "rmapbt@large",
+    "refcountbt@large",
+    "bmbt@large",
+];
 
 /// Every structure the harness can aim at (one fuzz target each).
 pub const STRUCTURES: &[&str] = &[
