@@ -1,6 +1,6 @@
 //! `scrubd check` reports as insta snapshots: the text and the JSON Lines
 //! output of every clean fixture, and of one corrupt image per structure
-//! made from the corruption corpus (`testdata/corruptions/ag.jsonl`, a case
+//! made from the corruption corpus (`testdata/corruptions/*.jsonl`, a case
 //! `xfs_repair -n` flags).
 //!
 //! Volatile values are redacted: elapsed times, the tool version and
@@ -140,4 +140,10 @@ corrupt! {
     finobt => "finobt-recs14-count-random",
     rmapbt => "rmapbt-recs76-owner-random",
     refcountbt => "refcountbt-recs9-refcount-random",
+    inode => "inode-file-core-nblocks-random",
+    bmbt => "bmbt-extents-u3-bmx3-blockcount-random",
+    dir_block => "dir-block-bu17-inumber-random",
+    dir_node => "dir-node-nbtree2-hashval-random",
+    symlink => "symlink-rmt-owner-random",
+    nlinks => "nlinks-file-core-nlinkv2-random",
 }

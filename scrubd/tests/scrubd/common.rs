@@ -65,13 +65,17 @@ pub struct Case {
 
 /// Loads the corpus case `id`, as the xfs crate's agreement test does.
 pub fn corruption(id: &str) -> Case {
-    let path = workspace().join("testdata/corruptions/ag.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let v: serde_json::Value = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let v: serde_json::Value = ["ag", "inode", "dir"]
+        .iter()
+        .flat_map(|set| {
+            let path = workspace().join(format!("testdata/corruptions/{set}.jsonl"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
         .find(|v| v["id"] == id)
-        .unwrap_or_else(|| panic!("no case {id} in {}", path.display()));
+        .unwrap_or_else(|| panic!("no case {id} in testdata/corruptions"));
     let hex = |s: &str| -> Vec<u8> {
         (0..s.len())
             .step_by(2)
