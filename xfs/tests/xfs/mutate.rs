@@ -104,6 +104,21 @@ fn load_sites(structure: &str, fixture: &str) -> Sites {
             }
         }
     }
+    if structure == "inode" {
+        // Every inode of the fixture's manifest as well: files, directories
+        // and symlinks of every fork format, not only the corpus's few.
+        let path = testdata().join(format!("manifests/{fixture}.jsonl"));
+        let text = std::fs::read_to_string(&path).expect("manifest");
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(l).expect("manifest line");
+            if let Some(loc) = v["ino"]
+                .as_u64()
+                .and_then(|i| geo.inode_location(xfs::types::Ino(i)))
+            {
+                units.push(loc.byte_offset);
+            }
+        }
+    }
     units.sort_unstable();
     units.dedup();
     assert!(
