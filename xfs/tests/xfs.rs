@@ -29,6 +29,8 @@ mod repair;
 mod scrub_agheader;
 #[path = "xfs/scrub_alloc.rs"]
 mod scrub_alloc;
+#[path = "xfs/scrub_attr.rs"]
+mod scrub_attr;
 #[path = "xfs/scrub_dir.rs"]
 mod scrub_dir;
 #[path = "xfs/scrub_inode.rs"]

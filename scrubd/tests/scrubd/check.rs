@@ -146,4 +146,7 @@ corrupt! {
     dir_node => "dir-node-nbtree2-hashval-random",
     symlink => "symlink-rmt-owner-random",
     nlinks => "nlinks-file-core-nlinkv2-random",
+    xattr_sf => "xattr-sf-a-sfattr-list2-valuelen-random",
+    xattr_leaf => "xattr-leaf-entries15-hashval-random",
+    xattr_node => "xattr-node-btree6-before-random",
 }

@@ -15,6 +15,7 @@
 pub mod agf;
 pub mod agfl;
 pub mod agi;
+pub mod attr;
 pub mod bmbt_rec;
 pub mod btree;
 pub mod crc;

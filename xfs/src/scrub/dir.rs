@@ -103,6 +103,26 @@ pub(crate) fn for_each_inode_of_type<'fs>(
     out: &mut Findings,
     mut check: impl FnMut(&mut InodeIndex<'fs>, &mut Findings, &Inode) -> Result<(), ScrubError>,
 ) -> Result<(), ScrubError> {
+    for_each_inode(fs, agno, structure, ctx, out, |idx, out, inode| {
+        if inode.core.file_type() == ft {
+            check(idx, out, inode)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Calls `check` on every allocated inode of AG `agno` whose core decodes;
+/// if the AG's inodes cannot be listed, reports that once as incomplete
+/// for `structure`.
+pub(crate) fn for_each_inode<'fs>(
+    fs: &'fs Filesystem,
+    agno: u32,
+    structure: &'static str,
+    ctx: &ScrubContext,
+    out: &mut Findings,
+    mut check: impl FnMut(&mut InodeIndex<'fs>, &mut Findings, &Inode) -> Result<(), ScrubError>,
+) -> Result<(), ScrubError> {
     let mut idx = InodeIndex::new(fs);
     let inos = match idx.ag_allocated(agno) {
         Ok(v) => v,
@@ -124,12 +144,11 @@ pub(crate) fn for_each_inode_of_type<'fs>(
         let Some(inode) = read_inode_core(fs, ino)? else {
             continue;
         };
-        if inode.core.file_type() == ft {
-            check(&mut idx, out, &inode)?;
-        }
+        check(&mut idx, out, &inode)?;
     }
     Ok(())
 }
+
 /// Reads inode `ino` if its core can be decoded and has the inode magic;
 /// its own verifier's problems are the inode scrubber's to report.
 pub(crate) fn read_inode_core(fs: &Filesystem, ino: Ino) -> Result<Option<Inode>, ScrubError> {

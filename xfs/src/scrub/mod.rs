@@ -18,6 +18,7 @@
 //! | `symlink` | [`symlink`] | symbolic link targets of each AG |
 //! | `nlinks` | [`nlinks`] | every inode's link count against the directory entries |
 //! | `dirtree` | [`dirtree`] | the tree: one parent per directory, every inode reachable |
+//! | `xattr` | [`attr`] | extended attributes: shortform, leaf and node forks, remote values |
 //!
 //! Every btree scrubber walks its tree once with the engine's verifier
 //! (structure), checks each record on its own, and cross-references it
@@ -25,6 +26,7 @@
 
 pub mod agheader;
 pub mod alloc;
+pub mod attr;
 pub mod bmap;
 pub(crate) mod common;
 pub mod dir;
@@ -71,6 +73,7 @@ pub fn registry() -> Registry<Filesystem> {
         Box::new(symlink::SymlinkScrub),
         Box::new(nlinks::NlinksScrub),
         Box::new(dirtree::DirtreeScrub),
+        Box::new(attr::XattrScrub),
     ];
     for s in all {
         // The list above is fixed and ordered so that every dependency is

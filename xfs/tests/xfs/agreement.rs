@@ -43,6 +43,7 @@ const COVERED: &[&str] = &[
     "dir",
     "symlink",
     "nlinks",
+    "xattr",
 ];
 
 /// The longest one case may take (open + full check).

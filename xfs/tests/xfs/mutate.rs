@@ -278,6 +278,7 @@ pub const STRUCTURES: &[&str] = &[
     "inode",
     "bmbt",
     "dir",
+    "xattr",
     "symlink",
 ];
 
