@@ -40,7 +40,7 @@
 //!   exactly (taking more blocks from free space, or freeing some, would
 //!   need an rmapbt update, which this repair does not make).
 
-use super::alloc::{Refused, read_sector};
+use super::alloc::{Refused, read_sector, walk_rmap};
 use crate::format::agi::{self, RawAgi};
 use crate::format::btree::ialloc::{INODES_PER_CHUNK, INODES_PER_HOLEMASK_BIT, Inobt, InobtRec};
 use crate::format::btree::rmap::{RmapRec, owner};
@@ -48,7 +48,6 @@ use crate::format::crc;
 use crate::format::dinode::{Dinode, MAGIC as DINODE_MAGIC};
 use crate::fs::Filesystem;
 use crate::geometry::Geometry;
-use crate::scrub::common::walk_quietly;
 use crate::types::{AgBlock, AgIno, AgNumber, null};
 use repair::{Reservation, WriteSet, build_tree};
 use scrub::ExtentBitmap;
@@ -237,36 +236,13 @@ pub fn plan_ag_inodes(
 
 /// One walk of the rmapbt of AG `agno`, through the AGF's root.
 fn read_owners(fs: &Filesystem, agno: AgNumber) -> Result<Owners, Refused> {
-    let geo = fs.geometry();
-    let ag_len = geo
-        .ag_len(agno)
-        .ok_or_else(|| format!("{agno} does not exist"))?;
-    let agf_sector = read_sector(fs, agno, 1)?;
-    let agf = crate::format::agf::Agf::from_bytes(&agf_sector).map_err(|e| e.to_string())?;
-    if !geo.verify_agbno(agno, AgBlock(agf.rmap_root))
-        || agf.rmap_level == 0
-        || agf.rmap_level > geo.maxlevels.rmap
-    {
-        return Err(format!(
-            "the AGF's rmapbt root ({} at height {}) is unusable, so there is nothing to rebuild from",
-            agf.rmap_root, agf.rmap_level
-        ));
-    }
-    let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
     let mut own = Owners {
         inodes: Vec::new(),
         inobt: ExtentBitmap::new(),
         others: ExtentBitmap::new(),
         records: 0,
     };
-    let mut outside: Option<RmapRec> = None;
-    walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
-        own.records += 1;
-        let end = u64::from(r.startblock) + u64::from(r.blockcount);
-        if r.blockcount == 0 || end > u64::from(ag_len) {
-            outside.get_or_insert(*r);
-            return;
-        }
+    let walk = walk_rmap(fs, agno, |r: &RmapRec| {
         let (s, l) = (u64::from(r.startblock), u64::from(r.blockcount));
         match r.owner {
             owner::INOBT => own.inobt.set(s, l),
@@ -276,14 +252,8 @@ fn read_owners(fs: &Filesystem, agno: AgNumber) -> Result<Owners, Refused> {
             }
             _ => own.others.set(s, l),
         }
-    })
-    .map_err(|u| u.0)?;
-    if let Some(r) = outside {
-        return Err(format!(
-            "the rmapbt maps AG blocks {}+{} outside the AG's {ag_len} blocks",
-            r.startblock, r.blockcount
-        ));
-    }
+    })?;
+    own.records = walk.records;
     Ok(own)
 }
 

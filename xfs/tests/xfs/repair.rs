@@ -569,3 +569,31 @@ fn a_repaired_image_mounts_and_every_file_matches_through_the_kernel() {
         "mounted the repaired image: {files} manifest files identical through the kernel; bulkstat {listed:?} inodes"
     );
 }
+
+#[test]
+fn a_clean_image_rebuilds_its_inode_btrees_with_the_counts_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched_copy(dir.path(), "rmapbt", &[]);
+    let o = open_rw(&path);
+    for agno in o.fs.geometry().ags() {
+        let mut w = repair::WriteSet::new();
+        let s = xrepair::ialloc::plan_ag_inodes(&o.fs, agno, &mut w).unwrap();
+        let agi = o.fs.read_agi(agno).unwrap().into_verified().unwrap();
+        assert_eq!(s.agi.count, agi.count, "{agno}");
+        assert_eq!(s.agi.freecount, agi.freecount, "{agno}");
+        assert_eq!(s.agi.ino.1, agi.level, "{agno}");
+        assert_eq!(s.agi.fino.map(|f| f.1), Some(agi.free_level), "{agno}");
+        assert_eq!(
+            (s.agi.iblocks, s.agi.fblocks),
+            (agi.iblocks, agi.fblocks),
+            "{agno}"
+        );
+        assert_eq!(
+            s.chunks * 64,
+            u64::from(agi.count),
+            "{agno}: no sparse chunks"
+        );
+        // The new trees (over the old trees' blocks) and the new AGI.
+        assert_eq!(w.len() as u32, agi.iblocks + agi.fblocks + 1, "{agno}");
+    }
+}
