@@ -81,43 +81,17 @@ pub fn plan_ag_space(
     let ag_len = geo
         .ag_len(agno)
         .ok_or_else(|| format!("{agno} does not exist"))?;
-    let agf_sector_old = read_sector(fs, agno, 1)?;
-    let agf = crate::format::agf::Agf::from_bytes(&agf_sector_old).map_err(|e| e.to_string())?;
-    if !geo.verify_agbno(agno, AgBlock(agf.rmap_root))
-        || agf.rmap_level == 0
-        || agf.rmap_level > geo.maxlevels.rmap
-    {
-        return Err(format!(
-            "the AGF's rmapbt root ({} at height {}) is unusable, so there is nothing to rebuild from",
-            agf.rmap_root, agf.rmap_level
-        ));
-    }
-    let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
 
     // 1. Who owns what.
     let mut owned = ExtentBitmap::new();
     let mut own_ag = ExtentBitmap::new();
-    let mut records = 0u64;
-    let mut outside: Option<RmapRec> = None;
-    let rmap_blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
-        records += 1;
-        let end = u64::from(r.startblock) + u64::from(r.blockcount);
-        if r.blockcount == 0 || end > u64::from(ag_len) {
-            outside.get_or_insert(*r);
-            return;
-        }
+    let walk = walk_rmap(fs, agno, |r: &RmapRec| {
         owned.set(u64::from(r.startblock), u64::from(r.blockcount));
         if r.owner == owner::AG {
             own_ag.set(u64::from(r.startblock), u64::from(r.blockcount));
         }
-    })
-    .map_err(|u| u.0)?;
-    if let Some(r) = outside {
-        return Err(format!(
-            "the rmapbt maps AG blocks {}+{} outside the AG's {ag_len} blocks",
-            r.startblock, r.blockcount
-        ));
-    }
+    })?;
+    let (agf_sector_old, rmap_blocks, records) = (walk.agf_sector, walk.blocks, walk.records);
     let mut not_ag = rmap_blocks.clone();
     not_ag.subtract(&own_ag);
     if !not_ag.is_empty() {
@@ -289,4 +263,63 @@ fn root_of<K>(r: &Root<K>) -> Option<(u32, u32)> {
         Root::Block { addr, height } => Some((u32::try_from(addr.0).ok()?, u32::from(*height))),
         _ => None,
     }
+}
+
+/// What [`walk_rmap`] saw besides the records.
+pub(crate) struct RmapWalk {
+    /// The AGF sector as it is on disk.
+    pub agf_sector: Vec<u8>,
+    /// The rmapbt's own blocks.
+    pub blocks: ExtentBitmap,
+    /// Records walked.
+    pub records: u64,
+}
+
+/// One clean walk of the rmapbt of AG `agno` through the AGF's root, for
+/// a rebuild: `on_record` sees every record (each inside the AG). Refuses
+/// an unusable root, a damaged tree and a record outside the AG.
+pub(crate) fn walk_rmap(
+    fs: &Filesystem,
+    agno: AgNumber,
+    mut on_record: impl FnMut(&RmapRec),
+) -> Result<RmapWalk, Refused> {
+    let geo = fs.geometry();
+    let ag_len = geo
+        .ag_len(agno)
+        .ok_or_else(|| format!("{agno} does not exist"))?;
+    let agf_sector = read_sector(fs, agno, 1)?;
+    let agf = crate::format::agf::Agf::from_bytes(&agf_sector).map_err(|e| e.to_string())?;
+    if !geo.verify_agbno(agno, AgBlock(agf.rmap_root))
+        || agf.rmap_level == 0
+        || agf.rmap_level > geo.maxlevels.rmap
+    {
+        return Err(format!(
+            "the AGF's rmapbt root ({} at height {}) is unusable, so there is nothing to rebuild from",
+            agf.rmap_root, agf.rmap_level
+        ));
+    }
+    let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
+    let mut records = 0u64;
+    let mut outside: Option<RmapRec> = None;
+    let blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
+        records += 1;
+        let end = u64::from(r.startblock) + u64::from(r.blockcount);
+        if r.blockcount == 0 || end > u64::from(ag_len) {
+            outside.get_or_insert(*r);
+            return;
+        }
+        on_record(r);
+    })
+    .map_err(|u| u.0)?;
+    if let Some(r) = outside {
+        return Err(format!(
+            "the rmapbt maps AG blocks {}+{} outside the AG's {ag_len} blocks",
+            r.startblock, r.blockcount
+        ));
+    }
+    Ok(RmapWalk {
+        agf_sector,
+        blocks,
+        records,
+    })
 }

@@ -9,6 +9,7 @@
 //! a wrong counter.
 
 use super::agheader::AgfSpace;
+use super::ialloc::RebuiltAgis;
 use crate::format::superblock::{self, RawSuperblock};
 use crate::format::{agf, agi, crc};
 use crate::fs::Filesystem;
@@ -36,6 +37,17 @@ pub fn plan_counters(
     rebuilt: &BTreeMap<AgNumber, AgfSpace>,
     writes: &mut WriteSet,
 ) -> Result<(Counters, Counters), String> {
+    plan_counters_with(fs, rebuilt, &RebuiltAgis::new(), writes)
+}
+
+/// [`plan_counters`] with `agis`, the new AGI values of AGs whose inode
+/// btrees the same repair rebuilds, in place of the AGIs on disk.
+pub fn plan_counters_with(
+    fs: &Filesystem,
+    rebuilt: &BTreeMap<AgNumber, AgfSpace>,
+    agis: &RebuiltAgis,
+    writes: &mut WriteSet,
+) -> Result<(Counters, Counters), String> {
     let mut c = Counters {
         icount: 0,
         ifree: 0,
@@ -55,14 +67,20 @@ pub fn plan_counters(
             }
         };
         c.fdblocks += u64::from(free) + u64::from(flcount) + u64::from(btree);
-        let i = fs.read_agi(agno).map_err(|e| e.to_string())?;
-        if i.value.magicnum != agi::MAGIC || !i.problems.is_empty() {
-            return Err(format!(
-                "the AGI of {agno} is damaged, so its inodes cannot be counted"
-            ));
-        }
-        c.icount += u64::from(i.value.count);
-        c.ifree += u64::from(i.value.freecount);
+        let (count, freecount) = match agis.get(&agno) {
+            Some(a) => (a.count, a.freecount),
+            None => {
+                let i = fs.read_agi(agno).map_err(|e| e.to_string())?;
+                if i.value.magicnum != agi::MAGIC || !i.problems.is_empty() {
+                    return Err(format!(
+                        "the AGI of {agno} is damaged, so its inodes cannot be counted"
+                    ));
+                }
+                (i.value.count, i.value.freecount)
+            }
+        };
+        c.icount += u64::from(count);
+        c.ifree += u64::from(freecount);
     }
     let sb = fs.superblock();
     let before = Counters {

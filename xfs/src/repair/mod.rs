@@ -4,6 +4,7 @@
 //! | repairer | file | rebuilds |
 //! |---|---|---|
 //! | AG free space | [`alloc`] | bnobt, cntbt, AGFL and the AGF counters of one AG, from the rmapbt |
+//! | inode btrees | [`ialloc`] | inobt, finobt and the AGI of one AG, from the rmapbt and the inodes |
 //! | summary counters | [`fscounters`] | `sb_icount`, `sb_ifree`, `sb_fdblocks` from the AG headers |
 //!
 //! Every repairer rebuilds from the reverse-mapping btree, which must have
@@ -21,6 +22,7 @@
 pub mod agheader;
 pub mod alloc;
 pub mod fscounters;
+pub mod ialloc;
 mod plan;
 
 pub use plan::{Plan, PlannedRepair, Refusal, plan};

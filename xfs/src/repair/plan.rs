@@ -2,7 +2,7 @@
 //! which repairs are refused and why, and the staged writes.
 
 use super::agheader::AgfSpace;
-use super::{alloc, fscounters};
+use super::{alloc, fscounters, ialloc};
 use crate::fs::Filesystem;
 use crate::types::AgNumber;
 use repair::WriteSet;
@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Scrubbers whose damage the AG free-space rebuild fixes.
 const SPACE_SCRUBBERS: &[&str] = &["agf", "agfl", "bnobt", "cntbt"];
+
+/// Scrubbers whose damage the AG inode btree rebuild fixes.
+const INODE_SCRUBBERS: &[&str] = &["agi", "inobt", "finobt"];
 
 /// One repair the plan makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,7 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
     let mut rmap_bad: BTreeMap<u32, String> = BTreeMap::new();
     let mut rmap_seen: BTreeSet<u32> = BTreeSet::new();
     let mut counters: Vec<String> = Vec::new();
+    let mut inode_damaged: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for item in &report.items {
         let g = item.item.group.and_then(|g| u32::try_from(g).ok());
         let name = item.item.scrubber;
@@ -87,6 +91,12 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
             let c: Vec<String> = codes.filter(|_| true).collect();
             if item.findings.iter().any(|f| f.kind.is_damage()) {
                 damaged.entry(g).or_default().extend(c);
+            }
+        } else if let Some(g) = g
+            && INODE_SCRUBBERS.contains(&name)
+        {
+            if item.findings.iter().any(|f| f.kind.is_damage()) {
+                inode_damaged.entry(g).or_default().extend(codes);
             }
         } else if name == "fscounters" {
             counters.extend(codes);
@@ -151,9 +161,11 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
         }
     }
 
-    if !counters.is_empty() || !rebuilt.is_empty() {
+    let agis = plan_inodes(fs, inode_damaged, &rmap_bad, &rmap_seen, &mut out);
+
+    if !counters.is_empty() || !rebuilt.is_empty() || !agis.is_empty() {
         let before = out.writes.len();
-        match fscounters::plan_counters(fs, &rebuilt, &mut out.writes) {
+        match fscounters::plan_counters_with(fs, &rebuilt, &agis, &mut out.writes) {
             Ok((old, new)) if old != new => out.repairs.push(PlannedRepair {
                 what: "fscounters",
                 group: None,
@@ -174,4 +186,76 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
         }
     }
     out
+}
+
+/// Plans the inode btree rebuild (inobt, finobt, AGI) of every AG in
+/// `damaged`, each needing an rmapbt that was checked and found sound;
+/// returns the new AGI values for the summary counters.
+fn plan_inodes(
+    fs: &Filesystem,
+    damaged: BTreeMap<u32, Vec<String>>,
+    rmap_bad: &BTreeMap<u32, String>,
+    rmap_seen: &BTreeSet<u32>,
+    out: &mut Plan,
+) -> ialloc::RebuiltAgis {
+    let mut agis = ialloc::RebuiltAgis::new();
+    let what = "inobt+finobt+agi";
+    for (g, mut fixes) in damaged {
+        fixes.sort();
+        fixes.dedup();
+        let group = Some(g);
+        let refuse = if !fs.geometry().features.has_rmapbt() {
+            Some("the filesystem has no reverse-mapping btree to rebuild from".to_owned())
+        } else if let Some(why) = rmap_bad.get(&g) {
+            Some(format!(
+                "the rmapbt this repair rebuilds from failed its check: {why}"
+            ))
+        } else if !rmap_seen.contains(&g) {
+            Some("the rmapbt this repair rebuilds from was not checked".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            out.refused.push(Refusal {
+                what,
+                group,
+                reason,
+            });
+            continue;
+        }
+        let before = out.writes.len();
+        match ialloc::plan_ag_inodes(fs, AgNumber(g), &mut out.writes) {
+            Ok(s) => {
+                out.repairs.push(PlannedRepair {
+                    what,
+                    group,
+                    detail: format!(
+                        "{} inode chunks ({} sparse, {} with free inodes; {} inodes, {} free) from {} rmap records: inobt {} blocks, finobt {} blocks, new AGI{}",
+                        s.chunks,
+                        s.sparse_chunks,
+                        s.free_chunks,
+                        s.agi.count,
+                        s.agi.freecount,
+                        s.rmap_records,
+                        s.agi.iblocks,
+                        s.agi.fblocks,
+                        if s.unlinked_dropped > 0 {
+                            format!(" ({} bad unlinked-list heads cleared)", s.unlinked_dropped)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    writes: (out.writes.len() - before) as u64,
+                    fixes,
+                });
+                agis.insert(s.agno, s.agi);
+            }
+            Err(reason) => out.refused.push(Refusal {
+                what,
+                group,
+                reason,
+            }),
+        }
+    }
+    agis
 }

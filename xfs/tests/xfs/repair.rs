@@ -1,13 +1,15 @@
 //! Repairs of real images: the AG corpus cases in the structures the XFS
-//! repairers rebuild (AGF, AGFL, bnobt, cntbt) repaired with a commit,
+//! repairers rebuild (AGF, AGFL, bnobt, cntbt; AGI, inobt, finobt)
+//! repaired with a commit,
 //! then `xfs_repair -n` (the oracle) must accept the image and every
 //! manifest file must read back identical; a crash at every write of a
 //! commit recovers to an image the oracle accepts; undo restores every
-//! byte, also when interrupted.
+//! byte, also when interrupted; where root can loop-mount, a repaired
+//! image mounts and its files read back identical through the kernel.
 
 use crate::agreement::{Case, load_set};
 use crate::common::{decompress, have_xfsprogs, testdata};
-use crate::fixtures::check_manifest;
+use crate::fixtures::check_manifest_against;
 use repair::{Disk, FaultyDisk, Sidecars};
 use scrub::{Report, RunOptions, ScrubContext};
 use std::collections::HashMap;
@@ -121,52 +123,96 @@ fn reopen_ro(path: &Path) -> Filesystem {
 /// The AG corpus cases in the repaired structures that xfs_repair -n
 /// flags: every `step`-th of them, in file order (deterministic).
 fn cases(step: usize) -> Vec<Case> {
+    cases_of(REPAIRED, step)
+}
+
+/// The flagged AG corpus cases in `structures`, every `step`-th of them.
+fn cases_of(structures: &[&str], step: usize) -> Vec<Case> {
     load_set("ag")
         .into_iter()
-        .filter(|c| REPAIRED.contains(&c.structure.as_str()) && c.repair_flags)
+        .filter(|c| structures.contains(&c.structure.as_str()) && c.repair_flags)
         .step_by(step)
         .collect()
 }
 
-/// Every `step()`-th flagged corpus case of the repaired structures
-/// (`REPAIR_STEP`, default 12: 50 of the 595 cases).
-fn step() -> usize {
+/// The sampling step of a corpus test: `REPAIR_STEP` if set, else
+/// `default` (12 for the free-space cases: 50 of the 595).
+fn step_or(default: usize) -> usize {
     std::env::var("REPAIR_STEP")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12)
+        .unwrap_or(default)
 }
 
 #[test]
 fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
-    if !have_xfsprogs("corpus_repairs_pass_the_oracle_and_keep_every_file") {
+    run_corpus(
+        "corpus_repairs_pass_the_oracle_and_keep_every_file",
+        REPAIRED,
+        12,
+        50,
+    );
+}
+
+/// Structures whose corpus cases the inode btree repairer addresses.
+const INODE_REPAIRED: &[&str] = &["agi", "inobt", "finobt"];
+
+#[test]
+fn inode_btree_corpus_repairs_pass_the_oracle_and_keep_every_file() {
+    // Every 12th case: 51 of the 603.
+    run_corpus(
+        "inode_btree_corpus_repairs_pass_the_oracle_and_keep_every_file",
+        INODE_REPAIRED,
+        12,
+        50,
+    );
+}
+
+/// Repairs every `step`-th flagged corpus case of `structures` with a
+/// commit (`REPAIR_STEP` overrides `default_step`); each repaired image
+/// must pass `xfs_repair -n`, and every image (repaired or not) must keep
+/// every manifest file. Prints repaired / attempted per structure and
+/// every case left unrepaired with its reason. At the default step at
+/// least `min` cases must be attempted.
+fn run_corpus(test: &str, structures: &[&str], default_step: usize, min: usize) {
+    if !have_xfsprogs(test) {
         return;
     }
-    let all = cases(step());
+    let step = step_or(default_step);
+    let all = cases_of(structures, step);
     // Cases are independent: run them on every core (each in its own
     // temporary copy), then tally in corpus order.
     use rayon::prelude::*;
     /// A case's outcome, xfs_repair -n's exit code and the files checked.
     type CaseResult = Result<(Outcome, i32, usize), String>;
-    let results: Vec<(String, CaseResult)> = all
+    let results: Vec<(&Case, CaseResult)> = all
         .par_iter()
         .map(|c| {
             let dir = tempfile::tempdir().unwrap();
             let path = patched_copy(dir.path(), &c.base, &c.patch);
             // A damaged primary superblock or an unusable AGF stops the open.
             if let Err(e) = xrepair::open_for_repair(&path, &Sidecars::beside(&path), true) {
-                return (c.id.clone(), Err(format!("cannot open: {e}")));
+                return (c, Err(format!("cannot open: {e}")));
             }
             let out = repair_image(&path);
             let oracle = xfs_repair_n(&path);
             // No repair may lose a byte of any file, repaired or not.
-            let files = check_manifest(&reopen_ro(&path), &c.base);
-            (c.id.clone(), Ok((out, oracle, files)))
+            let files = check_manifest_against(
+                &reopen_ro(&path),
+                &reopen_ro(&plain_base(&c.base)),
+                &c.base,
+            );
+            (c, Ok((out, oracle, files)))
         })
         .collect();
     let (mut attempted, mut repaired, mut oracle_clean, mut files) = (0, 0, 0, 0);
+    // structure -> (repaired, attempted)
+    let mut per: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
     let mut failures = Vec::new();
-    for (id, r) in results {
+    for (c, r) in results {
+        let id = &c.id;
+        let tally = per.entry(c.structure.as_str()).or_default();
+        tally.1 += 1;
         let (out, oracle, n) = match r {
             Ok(x) => x,
             Err(e) => {
@@ -179,6 +225,7 @@ fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
         let fixed = out.after.is_empty() && !out.before.is_empty();
         if fixed {
             repaired += 1;
+            tally.0 += 1;
         }
         if oracle == 0 {
             oracle_clean += 1;
@@ -199,12 +246,14 @@ fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
     for f in &failures {
         eprintln!("NOT REPAIRED {f}");
     }
+    for (s, (fixed, tried)) in &per {
+        eprintln!("  {s}: repaired {fixed}/{tried}");
+    }
     eprintln!(
-        "repair corpus (every {}th case of {REPAIRED:?}): repaired {repaired}/{attempted}, xfs_repair -n clean {oracle_clean}/{attempted}, manifest files identical {files}",
-        step()
+        "repair corpus (every {step}th case of {structures:?}): repaired {repaired}/{attempted}, xfs_repair -n clean {oracle_clean}/{attempted}, manifest files identical {files}"
     );
     assert!(
-        attempted >= 50 || step() != 12,
+        attempted >= min || step != default_step,
         "only {attempted} cases attempted"
     );
 }
@@ -224,7 +273,27 @@ fn a_crash_after_any_write_of_a_commit_recovers_to_an_image_the_oracle_accepts()
     if !have_xfsprogs("a_crash_after_any_write_of_a_commit_recovers") {
         return;
     }
-    let c = small_case();
+    crash_at_every_write(&small_case());
+}
+
+/// The inode btree rebuild writes the new trees over the old trees'
+/// blocks: a crash between those writes and the AGI must recover too.
+#[test]
+fn a_crash_in_an_inode_btree_commit_recovers_to_an_image_the_oracle_accepts() {
+    if !have_xfsprogs("a_crash_in_an_inode_btree_commit_recovers") {
+        return;
+    }
+    let c = load_set("ag")
+        .into_iter()
+        .find(|c| c.id == "inobt-recs14-free-random")
+        .expect("corpus case inobt-recs14-free-random");
+    crash_at_every_write(&c);
+}
+
+/// Stops the commit that repairs case `c` after its k-th device write, for
+/// every k; the next open must replay the journal to an image with no
+/// damage that `xfs_repair -n` accepts and whose files are all intact.
+fn crash_at_every_write(c: &Case) {
     // The full commit, counting its device writes.
     let total = {
         let dir = tempfile::tempdir().unwrap();
@@ -257,9 +326,12 @@ fn a_crash_after_any_write_of_a_commit_recovers_to_an_image_the_oracle_accepts()
         assert!(damage(&check(&o.fs)).is_empty(), "k={k}");
         drop(o);
         assert_eq!(xfs_repair_n(&path), 0, "crash after {k} writes");
-        check_manifest(&reopen_ro(&path), &c.base);
+        check_manifest_against(&reopen_ro(&path), &reopen_ro(&plain_base(&c.base)), &c.base);
     }
-    eprintln!("crash points tested: {total} (every write of the commit)");
+    eprintln!(
+        "{}: crash points tested: {total} (every write of the commit)",
+        c.id
+    );
 }
 
 #[test]
@@ -315,5 +387,213 @@ fn a_clean_image_needs_no_repair_and_its_free_space_rebuilds_identically() {
             agf.freeblks + agf.flcount + agf.btreeblks,
             "{agno}: free blocks as the superblock counts them"
         );
+    }
+}
+
+/// Why a loop mount cannot be tried here, if it cannot: not root, no free
+/// loop device, no mount(8), or a kernel without XFS.
+fn mount_unavailable() -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return Some("not running as root".into());
+    }
+    if !Command::new("losetup")
+        .arg("-f")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some("`losetup -f` finds no free loop device".into());
+    }
+    if Command::new("mount").arg("-V").output().is_err() {
+        return Some("mount(8) is not installed".into());
+    }
+    let knows_xfs = || {
+        std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().last() == Some("xfs"))
+        })
+    };
+    if !knows_xfs() {
+        let _ = Command::new("modprobe").arg("xfs").output();
+        if !knows_xfs() {
+            return Some(
+                "the kernel does not know xfs (not in /proc/filesystems, modprobe xfs failed)"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// A read-only loop device over an image, detached when dropped.
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn attach(image: &Path) -> Self {
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "-r"])
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// A mounted filesystem, unmounted when dropped (also when a check
+/// fails), before its loop device is detached.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_repaired_image_mounts_and_every_file_matches_through_the_kernel() {
+    const NAME: &str = "a_repaired_image_mounts_and_every_file_matches_through_the_kernel";
+    if !have_xfsprogs(NAME) {
+        return;
+    }
+    if let Some(why) = mount_unavailable() {
+        eprintln!("SKIP {NAME}: {why}");
+        return;
+    }
+    // A damaged inobt record: the free mask of chunk 14 of AG 1 (the
+    // rebuild writes a new inobt, finobt and AGI).
+    let c = load_set("ag")
+        .into_iter()
+        .find(|c| c.id == "inobt-recs14-free-random")
+        .expect("corpus case inobt-recs14-free-random");
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched_copy(dir.path(), &c.base, &c.patch);
+    let out = repair_image(&path);
+    assert!(out.after.is_empty() && !out.before.is_empty(), "{out:?}");
+    let fs = reopen_ro(&path);
+    // In-use inodes the AGIs count, less the internal ones bulkstat skips.
+    let sb = fs.superblock();
+    let internal = [sb.rbmino, sb.rsumino, sb.uquotino, sb.gquotino, sb.pquotino]
+        .iter()
+        .filter(|&&i| i != 0 && i != u64::MAX)
+        .count();
+    let in_use: u64 = fs
+        .geometry()
+        .ags()
+        .map(|a| {
+            let agi = fs.read_agi(a).unwrap().into_verified().unwrap();
+            u64::from(agi.count - agi.freecount)
+        })
+        .sum();
+    drop(fs);
+
+    let lo = LoopDevice::attach(&path);
+    let mnt = tempfile::tempdir().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "xfs", "-o", "ro,nouuid"])
+        .arg(&lo.0)
+        .arg(mnt.path())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "mount: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let m = Mounted(mnt.path().to_owned());
+
+    // Every manifest file, read by the kernel.
+    let manifest = testdata()
+        .join("manifests")
+        .join(format!("{}.jsonl", c.base));
+    let (mut files, mut bad) = (0, Vec::new());
+    for l in std::fs::read_to_string(&manifest).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["type"] != "file" {
+            continue;
+        }
+        let (Some(p), Some(want)) = (v["path"].as_str(), v["sha256"].as_str()) else {
+            continue;
+        };
+        let full = m.0.join(p.trim_start_matches('/'));
+        let got = std::fs::File::open(&full)
+            .and_then(crate::common::sha256_hex)
+            .map_err(|e| e.to_string());
+        files += 1;
+        if got.as_deref() != Ok(want) {
+            bad.push(format!("{p}: {got:?}"));
+        }
+    }
+    // The kernel walks the new inode btrees for bulkstat.
+    let bs = Command::new("xfs_io")
+        .args(["-r", "-c", "bulkstat"])
+        .arg(&m.0)
+        .output();
+    let listed = bs.as_ref().ok().filter(|o| o.status.success()).map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("bs_ino = "))
+            .count() as u64
+    });
+    drop(m);
+    drop(lo);
+    assert!(
+        bad.is_empty(),
+        "{} of {files} files differ: {bad:?}",
+        bad.len()
+    );
+    assert!(files > 100, "{files} files");
+    if let Some(n) = listed {
+        assert_eq!(
+            n + internal as u64,
+            in_use,
+            "bulkstat through the new inode btrees lists {n} inodes (+{internal} internal)"
+        );
+    } else {
+        eprintln!("{NAME}: xfs_io bulkstat unavailable, inode btrees not walked by the kernel");
+    }
+    eprintln!(
+        "mounted the repaired image: {files} manifest files identical through the kernel; bulkstat {listed:?} inodes"
+    );
+}
+
+#[test]
+fn a_clean_image_rebuilds_its_inode_btrees_with_the_counts_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched_copy(dir.path(), "rmapbt", &[]);
+    let o = open_rw(&path);
+    for agno in o.fs.geometry().ags() {
+        let mut w = repair::WriteSet::new();
+        let s = xrepair::ialloc::plan_ag_inodes(&o.fs, agno, &mut w).unwrap();
+        let agi = o.fs.read_agi(agno).unwrap().into_verified().unwrap();
+        assert_eq!(s.agi.count, agi.count, "{agno}");
+        assert_eq!(s.agi.freecount, agi.freecount, "{agno}");
+        assert_eq!(s.agi.ino.1, agi.level, "{agno}");
+        assert_eq!(s.agi.fino.map(|f| f.1), Some(agi.free_level), "{agno}");
+        assert_eq!(
+            (s.agi.iblocks, s.agi.fblocks),
+            (agi.iblocks, agi.fblocks),
+            "{agno}"
+        );
+        assert_eq!(
+            s.chunks * 64,
+            u64::from(agi.count),
+            "{agno}: no sparse chunks"
+        );
+        // The new trees (over the old trees' blocks) and the new AGI.
+        assert_eq!(w.len() as u32, agi.iblocks + agi.fblocks + 1, "{agno}");
     }
 }
