@@ -73,6 +73,15 @@ pub fn agf_sector(old: &[u8], geo: &Geometry, agno: AgNumber, space: &AgfSpace) 
     s
 }
 
+/// Changes fields of the AGF in `sector` (at least [`agf::SIZE`] bytes;
+/// shorter is left alone) through `f` and updates its CRC.
+pub(crate) fn patch_agf(sector: &mut [u8], f: impl FnOnce(&mut RawAgf)) {
+    if let Ok((r, _)) = RawAgf::mut_from_prefix(sector) {
+        f(r);
+        let _ = crc::update(sector, agf::CRC_OFFSET);
+    }
+}
+
 /// A new AGFL sector for AG `agno` holding `blocks` in slots 0.., the
 /// other slots null. `blocks` must fit ([`Geometry::agfl_size`]).
 pub fn agfl_sector(geo: &Geometry, agno: AgNumber, blocks: &[u32]) -> Vec<u8> {

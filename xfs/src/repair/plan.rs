@@ -2,15 +2,26 @@
 //! which repairs are refused and why, and the staged writes.
 
 use super::agheader::AgfSpace;
-use super::{alloc, fscounters};
+use super::{alloc, fscounters, refcount};
 use crate::fs::Filesystem;
 use crate::types::AgNumber;
 use repair::WriteSet;
 use scrub::{FindingKind, ItemStatus, Report};
 use std::collections::{BTreeMap, BTreeSet};
+use xfile::MemoryBudget;
 
 /// Scrubbers whose damage the AG free-space rebuild fixes.
 const SPACE_SCRUBBERS: &[&str] = &["agf", "agfl", "bnobt", "cntbt"];
+
+/// What the refcountbt rebuild rewrites (it moves the tree, so the rmapbt
+/// and the free space change with it).
+const REFCOUNT_WHAT: &str = "refcountbt+rmapbt+bnobt+cntbt+agfl+agf";
+
+/// Whether a finding is about the AGF's refcountbt fields, which only the
+/// refcountbt rebuild sets.
+fn agf_refcount_field(f: &scrub::Finding) -> bool {
+    f.field.as_deref().is_some_and(|n| n.starts_with("refcnt")) || f.code.contains("refcnt")
+}
 
 /// One repair the plan makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +61,27 @@ pub struct Plan {
     pub refused: Vec<Refusal>,
 }
 
+/// Staging memory of [`plan`] (the CLI passes its `--memory` to
+/// [`plan_with`]).
+const DEFAULT_BUDGET: u64 = 64 << 20;
+
 /// Plans the repairs the damage in `report` (a check of `fs`) calls for.
 /// Nothing is written: the plan's writes are staged in memory.
 pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
+    plan_with(fs, report, &MemoryBudget::new(DEFAULT_BUDGET))
+}
+
+/// [`plan`] with staging arrays (beyond the write set) taking memory from
+/// `budget`.
+pub fn plan_with(fs: &Filesystem, report: &Report, budget: &MemoryBudget) -> Plan {
     let mut out = Plan::default();
     // Damage per (scrubber, AG).
     let mut damaged: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut rmap_bad: BTreeMap<u32, String> = BTreeMap::new();
     let mut rmap_seen: BTreeSet<u32> = BTreeSet::new();
     let mut counters: Vec<String> = Vec::new();
+    // AGs whose refcountbt (or the AGF's pointer to it) is damaged.
+    let mut refc_damaged: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for item in &report.items {
         let g = item.item.group.and_then(|g| u32::try_from(g).ok());
         let name = item.item.scrubber;
@@ -82,6 +105,21 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
             .filter(|f| f.kind.is_damage() || f.kind == FindingKind::Preen)
             .map(|f| f.code.to_string());
         if let Some(g) = g
+            && name == "agf"
+            && item
+                .findings
+                .iter()
+                .any(|f| f.kind.is_damage() && agf_refcount_field(f))
+        {
+            refc_damaged.entry(g).or_default();
+        }
+        if let Some(g) = g
+            && name == "refcountbt"
+        {
+            if item.findings.iter().any(|f| f.kind.is_damage()) {
+                refc_damaged.entry(g).or_default().extend(codes);
+            }
+        } else if let Some(g) = g
             && SPACE_SCRUBBERS.contains(&name)
         {
             let c: Vec<String> = codes.filter(|_| true).collect();
@@ -94,8 +132,17 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
     }
 
     let mut rebuilt: BTreeMap<AgNumber, AgfSpace> = BTreeMap::new();
+    // An AG whose refcountbt is rebuilt gets its free space rebuilt with it.
+    for (g, codes) in &refc_damaged {
+        damaged.entry(*g).or_default().extend(codes.iter().cloned());
+    }
     for (g, fixes) in damaged {
-        let what = "bnobt+cntbt+agfl+agf";
+        let refc = refc_damaged.contains_key(&g);
+        let what = if refc {
+            REFCOUNT_WHAT
+        } else {
+            "bnobt+cntbt+agfl+agf"
+        };
         let group = Some(g);
         if !fs.geometry().features.has_rmapbt() {
             out.refused.push(Refusal {
@@ -123,6 +170,42 @@ pub fn plan(fs: &Filesystem, report: &Report) -> Plan {
         }
         let agno = AgNumber(g);
         let before = out.writes.len();
+        if refc {
+            match refcount::plan_refcountbt(fs, agno, budget, &mut out.writes) {
+                Ok(r) => {
+                    let s = &r.space;
+                    out.repairs.push(PlannedRepair {
+                        what,
+                        group,
+                        detail: format!(
+                            "refcountbt of {} shared and {} CoW records in {} new blocks (root {} height {}), {} old blocks freed, {} cross-linked unmapped; rmapbt of {} records; {} free extents ({} blocks): bnobt {} blocks, cntbt {} blocks, AGFL {} blocks, new AGF",
+                            r.shared,
+                            r.cow,
+                            r.new_blocks,
+                            r.root.0,
+                            r.root.1,
+                            r.freed,
+                            r.unmapped,
+                            s.rmap_records,
+                            s.extents,
+                            s.agf.freeblks,
+                            s.bno_blocks,
+                            s.cnt_blocks,
+                            s.agfl.len()
+                        ),
+                        writes: (out.writes.len() - before) as u64,
+                        fixes,
+                    });
+                    rebuilt.insert(agno, s.agf);
+                }
+                Err(reason) => out.refused.push(Refusal {
+                    what,
+                    group,
+                    reason,
+                }),
+            }
+            continue;
+        }
         match alloc::plan_ag_space(fs, agno, &mut out.writes) {
             Ok(s) => {
                 out.repairs.push(PlannedRepair {
