@@ -34,7 +34,7 @@
 //! Neither of the last two happens when the free-space picture changes
 //! little, the common case for damage found by a check.
 
-use super::agheader::{AgfSpace, agf_sector, agfl_sector};
+use super::agheader::{AgfBase, AgfSpace, agf_for_rebuild, agf_sector, agfl_sector};
 use crate::format::btree::alloc::{AllocRec, Bnobt, Cntbt};
 use crate::format::btree::rmap::{RmapRec, Rmapbt, owner};
 use crate::fs::Filesystem;
@@ -63,6 +63,9 @@ pub struct AgSpace {
     pub agfl: Vec<u32>,
     /// The rmap records the rebuild was derived from.
     pub rmap_records: u64,
+    /// AGF fields fixed before the rebuild could trust the AGF (identity,
+    /// rmapbt root), as xfs_db names them.
+    pub agf_fixed: Vec<&'static str>,
 }
 
 /// Why a repair could not be planned (the AG is left as it is).
@@ -83,7 +86,11 @@ pub fn plan_ag_space(
     let ag_len = geo
         .ag_len(agno)
         .ok_or_else(|| format!("{agno} does not exist"))?;
-    let (agf_sector_old, agf) = agf_for_rebuild(fs, agno)?;
+    let AgfBase {
+        sector: agf_sector_old,
+        agf,
+        fixed,
+    } = agf_for_rebuild(fs, agno)?;
     let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
 
     // 1. Who owns what.
@@ -102,7 +109,7 @@ pub fn plan_ag_space(
 
     // 2.-4. Free space, the new trees in the old blocks, the headers.
     let mut staged = WriteSet::new();
-    let space = plan_space(
+    let mut space = plan_space(
         fs,
         agno,
         &agf_sector_old,
@@ -110,33 +117,13 @@ pub fn plan_ag_space(
         RmapTree::Keep(rmap_blocks),
         &mut staged,
     )?;
+    space.agf_fixed = fixed;
     for (off, phase, data) in staged.iter() {
         writes
             .stage(phase, off, data.to_vec())
             .map_err(|e| e.to_string())?;
     }
     Ok(space)
-}
-
-/// The AGF sector of AG `agno` as a rebuild starts from, decoded, with
-/// a usable rmapbt root (the rebuild's source).
-pub(crate) fn agf_for_rebuild(
-    fs: &Filesystem,
-    agno: AgNumber,
-) -> Result<(Vec<u8>, crate::format::agf::Agf), Refused> {
-    let geo = fs.geometry();
-    let sector = read_sector(fs, agno, 1)?;
-    let agf = crate::format::agf::Agf::from_bytes(&sector).map_err(|e| e.to_string())?;
-    if !geo.verify_agbno(agno, AgBlock(agf.rmap_root))
-        || agf.rmap_level == 0
-        || agf.rmap_level > geo.maxlevels.rmap
-    {
-        return Err(format!(
-            "the AGF's rmapbt root ({} at height {}) is unusable, so there is nothing to rebuild from",
-            agf.rmap_root, agf.rmap_level
-        ));
-    }
-    Ok((sector, agf))
 }
 
 /// Who owns the blocks of one AG, according to its reverse map.
@@ -403,6 +390,7 @@ pub(crate) fn plan_space(
         cnt_blocks: cnt_geo.total_blocks(),
         agfl,
         rmap_records: owners.records,
+        agf_fixed: Vec::new(),
     })
 }
 

@@ -1,12 +1,12 @@
 //! From a check's report to a repair plan: which structures to rebuild,
 //! which repairs are refused and why, and the staged writes.
 
-use super::agheader::AgfSpace;
+use super::agheader::{AgfSpace, agf_for_rebuild};
 use super::{alloc, fscounters, refcount};
 use crate::fs::Filesystem;
 use crate::types::AgNumber;
 use repair::WriteSet;
-use scrub::{FindingKind, ItemStatus, Report};
+use scrub::{FindingKind, ItemStatus, Report, RunOptions, ScrubContext};
 use std::collections::{BTreeMap, BTreeSet};
 use xfile::MemoryBudget;
 
@@ -152,21 +152,26 @@ pub fn plan_with(fs: &Filesystem, report: &Report, budget: &MemoryBudget) -> Pla
             });
             continue;
         }
-        if let Some(why) = rmap_bad.get(&g) {
-            out.refused.push(Refusal {
-                what,
-                group,
-                reason: format!("the rmapbt this repair rebuilds from failed its check: {why}"),
-            });
-            continue;
-        }
-        if !rmap_seen.contains(&g) {
-            out.refused.push(Refusal {
-                what,
-                group,
-                reason: "the rmapbt this repair rebuilds from was not checked".into(),
-            });
-            continue;
+        let verdict = if let Some(why) = rmap_bad.get(&g) {
+            Err(format!(
+                "the rmapbt this repair rebuilds from failed its check: {why}"
+            ))
+        } else if !rmap_seen.contains(&g) {
+            Err("the rmapbt this repair rebuilds from was not checked".to_string())
+        } else {
+            Ok(())
+        };
+        if let Err(reason) = verdict {
+            // A damaged AGF may be all that kept the rmapbt from passing:
+            // check it again under the AGF the rebuild starts from.
+            if let Err(more) = recheck_rmapbt(fs, AgNumber(g), budget) {
+                out.refused.push(Refusal {
+                    what,
+                    group,
+                    reason: format!("{reason}; {more}"),
+                });
+                continue;
+            }
         }
         let agno = AgNumber(g);
         let before = out.writes.len();
@@ -192,7 +197,7 @@ pub fn plan_with(fs: &Filesystem, report: &Report, budget: &MemoryBudget) -> Pla
                             s.bno_blocks,
                             s.cnt_blocks,
                             s.agfl.len()
-                        ),
+                        ) + &fixed_note(s),
                         writes: (out.writes.len() - before) as u64,
                         fixes,
                     });
@@ -220,7 +225,7 @@ pub fn plan_with(fs: &Filesystem, report: &Report, budget: &MemoryBudget) -> Pla
                         s.bno_blocks,
                         s.cnt_blocks,
                         s.agfl.len()
-                    ),
+                    ) + &fixed_note(&s),
                     writes: (out.writes.len() - before) as u64,
                     fixes,
                 });
@@ -257,4 +262,58 @@ pub fn plan_with(fs: &Filesystem, report: &Report, budget: &MemoryBudget) -> Pla
         }
     }
     out
+}
+
+/// Whether AG `agno`'s rmapbt passes the rmapbt checks once the AGF is
+/// what a rebuild starts from (identity fields set, rmapbt root found:
+/// [`agf_for_rebuild`]), checked on an overlay; `Err` says why not.
+fn recheck_rmapbt(fs: &Filesystem, agno: AgNumber, budget: &MemoryBudget) -> Result<(), String> {
+    let base = agf_for_rebuild(fs, agno)?;
+    if base.fixed.is_empty() {
+        return Err("the AGF needs no identity or rmapbt root fix that could explain it".into());
+    }
+    let off = fs
+        .geometry()
+        .ag_header_daddr(agno, 1)
+        .and_then(|d| d.to_bytes())
+        .ok_or_else(|| format!("{agno}'s AGF is outside the device"))?;
+    let mut w = WriteSet::new();
+    w.stage_live(off, base.sector).map_err(|e| e.to_string())?;
+    let over = super::overlay(fs, &w).map_err(|e| e.to_string())?;
+    let ctx = ScrubContext::new(budget.clone());
+    let opts = RunOptions {
+        only: Some(vec!["rmapbt".to_string()]),
+        threads: Some(1),
+    };
+    let report =
+        scrub::run(&over, &crate::scrub::registry(), &ctx, &opts).map_err(|e| e.to_string())?;
+    let item = report
+        .items
+        .iter()
+        .find(|i| i.item.scrubber == "rmapbt" && i.item.group == Some(u64::from(agno.0)))
+        .ok_or("the rmapbt check did not run under the fixed AGF")?;
+    if item.status != ItemStatus::Done {
+        return Err("the rmapbt check did not finish under the fixed AGF".into());
+    }
+    match item
+        .findings
+        .iter()
+        .find(|f| matches!(f.kind, FindingKind::Corrupt | FindingKind::Incomplete))
+    {
+        Some(f) => Err(format!(
+            "with the AGF's {} fixed, the rmapbt still fails its check: {}",
+            base.fixed.join(", "),
+            f.message
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The AGF fields a rebuild fixed before it could start, for the plan.
+fn fixed_note(s: &alloc::AgSpace) -> String {
+    if s.agf_fixed.is_empty() {
+        String::new()
+    } else {
+        format!(" (AGF {} fixed first)", s.agf_fixed.join(", "))
+    }
 }

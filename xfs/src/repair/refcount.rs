@@ -29,10 +29,8 @@
 //! Everything goes into one write set: one journalled commit makes the new
 //! refcountbt, rmapbt, free-space trees and AGF live together.
 
-use super::agheader::patch_agf;
-use super::alloc::{
-    AgSpace, Owners, Refused, RmapTree, StagedRmap, agf_for_rebuild, outside_message, plan_space,
-};
+use super::agheader::{AgfBase, agf_for_rebuild, patch_agf};
+use super::alloc::{AgSpace, Owners, Refused, RmapTree, StagedRmap, outside_message, plan_space};
 use crate::format::btree::refcount::{COW_FLAG, RefcountRec, Refcountbt};
 use crate::format::btree::rmap::{RmapKey, RmapRec, owner};
 use crate::fs::Filesystem;
@@ -123,7 +121,11 @@ pub fn plan_refcountbt(
     let ag_len = geo
         .ag_len(agno)
         .ok_or_else(|| format!("{agno} does not exist"))?;
-    let (agf_sector_old, agf) = agf_for_rebuild(fs, agno)?;
+    let AgfBase {
+        sector: agf_sector_old,
+        agf,
+        fixed,
+    } = agf_for_rebuild(fs, agno)?;
     let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
 
     // 1. One walk: who owns what, the old tree's blocks, the new records.
@@ -262,7 +264,7 @@ pub fn plan_refcountbt(
         a.refcount_level.set(root.1);
         a.refcount_blocks.set(blocks);
     });
-    let space = plan_space(
+    let mut space = plan_space(
         fs,
         agno,
         &base,
@@ -270,6 +272,7 @@ pub fn plan_refcountbt(
         RmapTree::Rebuild(&new_rmaps),
         &mut staged,
     )?;
+    space.agf_fixed = fixed;
     for (off, phase, data) in staged.iter() {
         writes
             .stage(phase, off, data.to_vec())

@@ -125,12 +125,13 @@ fn cases(step: usize) -> Vec<Case> {
         .into_iter()
         .filter(|c| REPAIRED.contains(&c.structure.as_str()) && c.repair_flags)
         .step_by(step)
-        .filter(|c| only().is_none_or(|s| s == c.structure))
+        .filter(|c| only().is_none_or(|s| s.split(',').any(|p| c.id.starts_with(p))))
         .collect()
 }
 
-/// `REPAIR_ONLY=structure` runs only that structure's sampled cases (for
-/// working on one repairer).
+/// `REPAIR_ONLY=prefix,prefix` runs only the sampled cases whose id starts
+/// with one of them (`refcountbt-`, `agf-magicnum`: for working on one
+/// repairer).
 fn only() -> Option<String> {
     std::env::var("REPAIR_ONLY").ok()
 }
@@ -375,4 +376,40 @@ fn a_clean_refcountbt_rebuilds_to_the_same_records_in_new_blocks() {
         );
     }
     assert!(shared > 0, "the fixture shares no blocks");
+}
+
+#[test]
+fn agf_identity_and_rmapbt_root_are_fixed_before_the_rebuild() {
+    if !have_xfsprogs("agf_identity_and_rmapbt_root_are_fixed_before_the_rebuild") {
+        return;
+    }
+    let all = load_set("ag");
+    // A zeroed magic; a root pointing at a random block (found by scanning
+    // the AG); a zero height (the named block's own header gives it).
+    for (id, fixed) in [
+        ("agf-magicnum-zeroes", "magicnum"),
+        ("agf-rmaproot-random", "rmaproot"),
+        ("agf-rmaplevel-zeroes", "rmaplevel"),
+    ] {
+        let c = all.iter().find(|c| c.id == id).expect(id);
+        let dir = tempfile::tempdir().unwrap();
+        let path = patched_copy(dir.path(), &c.base, &c.patch);
+        let o = open_rw(&path);
+        let plan = xrepair::plan(&o.fs, &check(&o.fs));
+        assert!(plan.refused.is_empty(), "{id}: {:?}", plan.refused);
+        assert!(
+            plan.repairs
+                .iter()
+                .any(|r| r.detail.contains("fixed first") && r.detail.contains(fixed)),
+            "{id}: {:?}",
+            plan.repairs
+        );
+        drop(o);
+        let out = repair_image(&path);
+        assert!(
+            out.after.is_empty() && !out.before.is_empty(),
+            "{id}: {out:?}"
+        );
+        assert_eq!(xfs_repair_n(&path), 0, "{id}");
+    }
 }
