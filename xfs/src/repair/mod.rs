@@ -25,7 +25,9 @@ pub mod fscounters;
 mod plan;
 pub mod refcount;
 
-pub use plan::{Plan, PlannedRepair, Refusal, plan, plan_with};
+pub use plan::{
+    Plan, PlannedRepair, RecheckError, Refusal, plan, plan_with, rebuilt_scrubbers, recheck,
+};
 
 use crate::device::{Access, CowDevice, Device, DeviceError, open_image};
 use crate::format::{crc, features, superblock};

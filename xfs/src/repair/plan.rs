@@ -317,3 +317,52 @@ fn fixed_note(s: &alloc::AgSpace) -> String {
         format!(" (AGF {} fixed first)", s.agf_fixed.join(", "))
     }
 }
+
+/// Why a planned result could not be re-checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecheckError {
+    /// The image with the plan's writes on an overlay would not open.
+    #[error("the planned result does not open as a filesystem")]
+    Open(#[source] crate::Error),
+    /// The check itself stopped.
+    #[error("checking the planned result failed")]
+    Check(#[source] scrub::ScrubError),
+}
+
+/// The scrubbers that check what `plan` rebuilds (each repair's `what`
+/// names them; the summary counters live in the superblock).
+pub fn rebuilt_scrubbers(plan: &Plan) -> Vec<String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for r in &plan.repairs {
+        for part in r.what.split('+') {
+            names.insert(part.to_string());
+            if part == "fscounters" {
+                names.insert("sb".to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Checks the result of `plan` without writing it: the plan's writes go
+/// on a copy-on-write overlay of `fs`'s image, and the scrubbers of the
+/// rebuilt structures ([`rebuilt_scrubbers`]) run there. An empty plan
+/// gives an empty report.
+pub fn recheck(
+    fs: &Filesystem,
+    plan: &Plan,
+    ctx: &ScrubContext,
+    threads: usize,
+) -> Result<Report, RecheckError> {
+    let names = rebuilt_scrubbers(plan);
+    if names.is_empty() {
+        return Ok(Report::default());
+    }
+    let over = super::overlay(fs, &plan.writes).map_err(RecheckError::Open)?;
+    let opts = RunOptions {
+        only: Some(names),
+        threads: Some(threads.max(1)),
+    };
+    scrub::run(&over, &crate::scrub::registry(), ctx, &opts).map_err(RecheckError::Check)
+}

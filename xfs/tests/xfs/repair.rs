@@ -413,3 +413,43 @@ fn agf_identity_and_rmapbt_root_are_fixed_before_the_rebuild() {
         assert_eq!(xfs_repair_n(&path), 0, "{id}");
     }
 }
+
+#[test]
+fn the_recheck_of_a_plan_sees_its_result_and_writes_nothing() {
+    let all = load_set("ag");
+    let c = all
+        .iter()
+        .find(|c| c.id == "refcountbt-recs1-refcount-add")
+        .expect("corpus case");
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched_copy(dir.path(), &c.base, &c.patch);
+    let original = std::fs::read(&path).unwrap();
+    let fs = reopen_ro(&path);
+    let before = check(&fs);
+    assert!(!damage(&before).is_empty());
+    let plan = xrepair::plan(&fs, &before);
+    assert_eq!(
+        xrepair::rebuilt_scrubbers(&plan),
+        ["agf", "agfl", "bnobt", "cntbt", "refcountbt", "rmapbt"]
+    );
+    let ctx = ScrubContext::new(MemoryBudget::new(64 << 20));
+    let after = xrepair::recheck(&fs, &plan, &ctx, 1).unwrap();
+    assert!(damage(&after).is_empty(), "{:?}", damage(&after));
+    assert!(!after.items.is_empty());
+    // The same repairs without their writes: the damage would remain.
+    let hollow = xrepair::Plan {
+        writes: repair::WriteSet::new(),
+        ..plan.clone()
+    };
+    let left = xrepair::recheck(&fs, &hollow, &ctx, 1).unwrap();
+    assert!(
+        damage(&left).iter().any(|c| c.starts_with("refcountbt.")),
+        "{:?}",
+        damage(&left)
+    );
+    drop(fs);
+    assert!(
+        std::fs::read(&path).unwrap() == original,
+        "the re-check wrote"
+    );
+}
