@@ -90,9 +90,11 @@ pub fn run(args: &RepairArgs) -> Result<(String, u8), CliError> {
         let _ = writeln!(out, "result: no damage found, nothing to repair");
         return Ok((out, exit::NO_DAMAGE));
     }
-    let plan = xrepair::plan(&opened.fs, &before);
+    let budget = MemoryBudget::new(args.memory);
+    let plan = xrepair::plan_with(&opened.fs, &before, &budget);
     render_plan(&plan, &mut out);
     if !args.commit {
+        render_recheck(&opened.fs, &plan, args, &mut out)?;
         let _ = writeln!(
             out,
             "dry run: nothing was written; run with --commit to repair (undo file: {})",
@@ -164,6 +166,47 @@ fn render_plan(plan: &Plan, out: &mut String) {
         let ag = r.group.map(|g| format!(" AG {g}")).unwrap_or_default();
         let _ = writeln!(out, "  cannot rebuild {}{ag}: {}", r.what, r.reason);
     }
+}
+
+/// The dry run's re-check: the plan's writes on an overlay of the image
+/// (nothing is written), the scrubbers of the rebuilt structures run
+/// there, and what they find is what the commit would leave.
+fn render_recheck(
+    fs: &Filesystem,
+    plan: &Plan,
+    args: &RepairArgs,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let names = xrepair::rebuilt_scrubbers(plan);
+    if names.is_empty() {
+        return Ok(());
+    }
+    let ctx = ScrubContext::new(MemoryBudget::new(args.memory));
+    let report = match xrepair::recheck(fs, plan, &ctx, args.threads) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "re-check of the planned result: not possible: {e}");
+            return Ok(());
+        }
+    };
+    let left = damage_lines(&report);
+    let _ = writeln!(
+        out,
+        "re-check of the planned result ({}): {}",
+        names.join(", "),
+        if left.is_empty() {
+            "clean".to_string()
+        } else {
+            format!("{} findings would remain", left.len())
+        }
+    );
+    for f in &left {
+        let _ = writeln!(out, "  {f}");
+    }
+    if report.has_operational_error() {
+        let _ = writeln!(out, "  (the re-check stopped on an operational error)");
+    }
+    Ok(())
 }
 
 /// `scrubd undo UNDOFILE IMAGE`: restores the image as it was before the

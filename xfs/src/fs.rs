@@ -12,6 +12,7 @@ use crate::format::{Checked, Problem, crc};
 use crate::geometry::Geometry;
 use crate::log::{LogState, log_state};
 use crate::types::{AgNumber, Daddr, FsBlock, Ino};
+use std::sync::Arc;
 
 /// The largest sector size XFS allows; the primary superblock is read in
 /// a buffer this big before its sector size is trusted.
@@ -30,7 +31,7 @@ pub struct Inode {
 
 /// An open filesystem image.
 pub struct Filesystem {
-    dev: Box<dyn Device>,
+    dev: Arc<dyn Device>,
     sb: Superblock,
     geo: Geometry,
     log: LogState,
@@ -110,12 +111,18 @@ impl Filesystem {
             LogState::Clean { .. } | LogState::Zeroed => {}
         }
         Ok(Filesystem {
-            dev,
+            dev: Arc::from(dev),
             sb,
             geo,
             log,
             warnings,
         })
+    }
+
+    /// The device, shared: for an overlay that must outlive this borrow
+    /// (a repair's dry run reads its planned result through one).
+    pub fn shared_device(&self) -> Arc<dyn Device> {
+        Arc::clone(&self.dev)
     }
 
     /// The primary superblock.

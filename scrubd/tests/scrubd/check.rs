@@ -31,7 +31,7 @@ fn settings(tmp: Option<&Path>) -> insta::Settings {
 }
 
 /// Escapes a literal for insta's regex filters.
-fn regex_escape(s: &str) -> String {
+pub fn regex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if "\\.+*?()|[]{}^$#&-~".contains(c) {

@@ -69,3 +69,40 @@ fn refuses_what_must_not_be_repaired() {
     assert_eq!(r.code, 8, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("log is dirty"), "{}", r.stderr);
 }
+
+/// A dry run of a refcountbt repair: the plan (the tree moves, so the
+/// rmapbt and free space are rebuilt with it) and the re-check of the
+/// planned result on an overlay, as a snapshot; the image stays
+/// byte-identical and no sidecar file appears.
+#[test]
+fn dry_run_rechecks_the_planned_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = corrupt_image("refcountbt-recs1-refcount-add", dir.path());
+    let path = dir.path().join(&name);
+    let original = std::fs::read(&path).unwrap();
+    let r = scrubd_in(
+        Some(dir.path()),
+        &["repair", "--memory", "64M", "--threads", "2", &name],
+    );
+    assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("re-check of the planned result (") && r.stdout.contains("): clean"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == original,
+        "the dry run wrote"
+    );
+    assert!(!dir.path().join(format!("{name}.scrubd-undo")).exists());
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    let tmp = dir.path().display().to_string();
+    s.add_filter(&crate::check::regex_escape(&tmp), "[TMP]");
+    s.bind(|| {
+        insta::assert_snapshot!(
+            "repair-dry-run-refcountbt",
+            format!("exit code: {}\n---\n{}{}", r.code, r.stdout, r.stderr)
+        );
+    });
+}

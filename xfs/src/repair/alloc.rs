@@ -34,15 +34,17 @@
 //! Neither of the last two happens when the free-space picture changes
 //! little, the common case for damage found by a check.
 
-use super::agheader::{AgfSpace, agf_sector, agfl_sector};
+use super::agheader::{AgfBase, AgfSpace, agf_for_rebuild, agf_sector, agfl_sector};
 use crate::format::btree::alloc::{AllocRec, Bnobt, Cntbt};
-use crate::format::btree::rmap::{RmapRec, owner};
+use crate::format::btree::rmap::{RmapRec, Rmapbt, owner};
 use crate::fs::Filesystem;
 use crate::scrub::common::walk_quietly;
 use crate::types::{AgBlock, AgNumber};
 use repair::{Reservation, WriteSet, build_tree};
 use scrub::ExtentBitmap;
 use xfbtree::{BloadOptions, BlockAddr, Root};
+use xfile::XfArray;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// What the rebuild of one AG's free space will write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,9 @@ pub struct AgSpace {
     pub agfl: Vec<u32>,
     /// The rmap records the rebuild was derived from.
     pub rmap_records: u64,
+    /// AGF fields fixed before the rebuild could trust the AGF (identity,
+    /// rmapbt root), as xfs_db names them.
+    pub agf_fixed: Vec<&'static str>,
 }
 
 /// Why a repair could not be planned (the AG is left as it is).
@@ -81,30 +86,164 @@ pub fn plan_ag_space(
     let ag_len = geo
         .ag_len(agno)
         .ok_or_else(|| format!("{agno} does not exist"))?;
+    let AgfBase {
+        sector: agf_sector_old,
+        agf,
+        fixed,
+    } = agf_for_rebuild(fs, agno)?;
+    let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
 
     // 1. Who owns what.
-    let mut owned = ExtentBitmap::new();
-    let mut own_ag = ExtentBitmap::new();
-    let walk = walk_rmap(fs, agno, |r: &RmapRec| {
-        owned.set(u64::from(r.startblock), u64::from(r.blockcount));
-        if r.owner == owner::AG {
-            own_ag.set(u64::from(r.startblock), u64::from(r.blockcount));
+    let mut owners = Owners::default();
+    let mut outside: Option<RmapRec> = None;
+    let rmap_blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
+        if !owners.add(r, ag_len) {
+            outside.get_or_insert(*r);
         }
-    })?;
-    let (agf_sector_old, rmap_blocks, records) = (walk.agf_sector, walk.blocks, walk.records);
-    let mut not_ag = rmap_blocks.clone();
-    not_ag.subtract(&own_ag);
-    if !not_ag.is_empty() {
-        return Err(format!(
-            "{} rmapbt blocks are not recorded as OWN_AG in the rmapbt itself",
-            not_ag.count()
-        ));
+    })
+    .map_err(|u| u.0)?;
+    if let Some(r) = outside {
+        return Err(outside_message(&r, ag_len));
+    }
+    owners.check_rmapbt_blocks(&rmap_blocks)?;
+
+    // 2.-4. Free space, the new trees in the old blocks, the headers.
+    let mut staged = WriteSet::new();
+    let mut space = plan_space(
+        fs,
+        agno,
+        &agf_sector_old,
+        &owners,
+        RmapTree::Keep(rmap_blocks),
+        &mut staged,
+    )?;
+    space.agf_fixed = fixed;
+    for (off, phase, data) in staged.iter() {
+        writes
+            .stage(phase, off, data.to_vec())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(space)
+}
+
+/// Who owns the blocks of one AG, according to its reverse map.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Owners {
+    /// Blocks mapped to anyone.
+    pub owned: ExtentBitmap,
+    /// Blocks mapped to `OWN_AG`: the free-space trees, the rmapbt and
+    /// the AGFL.
+    pub own_ag: ExtentBitmap,
+    /// Reverse mappings seen.
+    pub records: u64,
+}
+
+impl Owners {
+    /// Adds one reverse mapping; false (and nothing added) when it is
+    /// empty or reaches past the AG's `ag_len` blocks.
+    pub fn add(&mut self, r: &RmapRec, ag_len: u32) -> bool {
+        self.records += 1;
+        let end = u64::from(r.startblock) + u64::from(r.blockcount);
+        if r.blockcount == 0 || end > u64::from(ag_len) {
+            return false;
+        }
+        self.owned
+            .set(u64::from(r.startblock), u64::from(r.blockcount));
+        if r.owner == owner::AG {
+            self.own_ag
+                .set(u64::from(r.startblock), u64::from(r.blockcount));
+        }
+        true
     }
 
-    // 2. Free space, and the pool of old bnobt/cntbt/AGFL blocks.
+    /// The rmapbt's own blocks must all be recorded as `OWN_AG`.
+    pub fn check_rmapbt_blocks(&self, rmap_blocks: &ExtentBitmap) -> Result<(), Refused> {
+        let mut not_ag = rmap_blocks.clone();
+        not_ag.subtract(&self.own_ag);
+        if not_ag.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} rmapbt blocks are not recorded as OWN_AG in the rmapbt itself",
+                not_ag.count()
+            ))
+        }
+    }
+}
+
+/// Why a reverse mapping outside the AG stops a rebuild.
+pub(crate) fn outside_message(r: &RmapRec, ag_len: u32) -> Refused {
+    format!(
+        "the rmapbt maps AG blocks {}+{} outside the AG's {ag_len} blocks",
+        r.startblock, r.blockcount
+    )
+}
+
+/// One reverse mapping staged in an `XfArray` (24 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub(crate) struct StagedRmap {
+    /// Owner.
+    pub owner: u64,
+    /// Offset word (flags included).
+    pub offset_word: u64,
+    /// First AG block.
+    pub startblock: u32,
+    /// Blocks.
+    pub blockcount: u32,
+}
+
+impl StagedRmap {
+    /// The record.
+    pub fn rec(&self) -> RmapRec {
+        RmapRec {
+            startblock: self.startblock,
+            blockcount: self.blockcount,
+            owner: self.owner,
+            offset_word: self.offset_word,
+        }
+    }
+
+    /// Staged form of `r`.
+    pub fn of(r: &RmapRec) -> Self {
+        Self {
+            owner: r.owner,
+            offset_word: r.offset_word,
+            startblock: r.startblock,
+            blockcount: r.blockcount,
+        }
+    }
+}
+
+/// The rmapbt in a free-space rebuild.
+pub(crate) enum RmapTree<'a> {
+    /// Kept as it is; these are its blocks.
+    Keep(ExtentBitmap),
+    /// Rebuilt from these records (sorted in key order) inside the
+    /// `OWN_AG` blocks, with the free-space trees.
+    Rebuild(&'a XfArray<StagedRmap>),
+}
+
+/// Plans the free space of AG `agno` given who owns what (`owners`, which
+/// must describe the reverse map the AG will have): new bnobt and cntbt
+/// (and a new rmapbt if `rmap` says so) built inside the `OWN_AG` blocks,
+/// the AGFL from what is left of them, and a new AGF from `agf_base`
+/// (whose refcountbt fields are kept) staged in `staged`.
+pub(crate) fn plan_space(
+    fs: &Filesystem,
+    agno: AgNumber,
+    agf_base: &[u8],
+    owners: &Owners,
+    rmap: RmapTree<'_>,
+    staged: &mut WriteSet,
+) -> Result<AgSpace, Refused> {
+    let geo = fs.geometry();
+    let ag_len = geo
+        .ag_len(agno)
+        .ok_or_else(|| format!("{agno} does not exist"))?;
     let mut free = ExtentBitmap::new();
     free.set(0, u64::from(ag_len));
-    free.subtract(&owned);
+    free.subtract(&owners.owned);
     let recs: Vec<AllocRec> = free
         .runs()
         .filter_map(|(s, l)| {
@@ -114,19 +253,32 @@ pub fn plan_ag_space(
             })
         })
         .collect();
-    let mut pool = own_ag.clone();
-    pool.subtract(&rmap_blocks);
+    let mut pool = owners.own_ag.clone();
+    if let RmapTree::Keep(blocks) = &rmap {
+        pool.subtract(blocks);
+    }
 
     let bno_fmt = Bnobt::new(geo, agno);
     let cnt_fmt = Cntbt::new(geo, agno);
+    let rmap_fmt = Rmapbt::new(geo, agno);
     let bs = usize::try_from(geo.block_size).unwrap_or(4096);
     let n = recs.len() as u64;
+    let rmap_n = match &rmap {
+        RmapTree::Keep(_) => None,
+        RmapTree::Rebuild(a) => Some(a.len()),
+    };
     // Default packing leaves room for later inserts; if the old blocks do
     // not hold that, pack full.
     let need = |opts: &BloadOptions| -> Result<u64, Refused> {
         let b = xfbtree::Geometry::compute(&bno_fmt, bs, n, opts).map_err(|e| e.to_string())?;
         let c = xfbtree::Geometry::compute(&cnt_fmt, bs, n, opts).map_err(|e| e.to_string())?;
-        Ok(b.total_blocks() + c.total_blocks())
+        let r = match rmap_n {
+            Some(rn) => xfbtree::Geometry::compute(&rmap_fmt, bs, rn, opts)
+                .map_err(|e| e.to_string())?
+                .total_blocks(),
+            None => 0,
+        };
+        Ok(b.total_blocks() + c.total_blocks() + r)
     };
     let mut opts = BloadOptions::default();
     if need(&opts)? > pool.count() {
@@ -135,17 +287,40 @@ pub fn plan_ag_space(
     let needed = need(&opts)?;
     if needed > pool.count() {
         return Err(format!(
-            "the new free-space btrees need {needed} blocks but the old ones and the AGFL had only {}: taking more from free space would need an rmapbt update, which this repair does not make",
+            "the new AG btrees need {needed} blocks but the old ones and the AGFL had only {}: taking more from free space would need an rmapbt update, which this repair does not make",
             pool.count()
         ));
     }
 
-    // 3. Build both trees into the pool.
-    let mut staged = WriteSet::new();
+    // Build the trees into the pool.
     let mut res = Reservation::new(pool.clone(), &ExtentBitmap::new());
     let offset_of = |a: BlockAddr| -> Option<u64> {
         let b = u32::try_from(a.0).ok()?;
         geo.agb_to_daddr(agno, AgBlock(b))?.to_bytes()
+    };
+    let mut base = agf_base.to_vec();
+    let rmap_count = match rmap {
+        RmapTree::Keep(blocks) => blocks.count(),
+        RmapTree::Rebuild(a) => {
+            let (built, g) = build_tree(
+                &rmap_fmt,
+                bs,
+                a.len(),
+                a.iter().map(|r| r.map(|s| s.rec())),
+                &opts,
+                &mut res,
+                staged,
+                &offset_of,
+            )
+            .map_err(|e| e.to_string())?;
+            let (root, level) = root_of(&built.root)
+                .ok_or("the bulk loader returned an inline root for an AG btree")?;
+            super::agheader::patch_agf(&mut base, |r| {
+                r.roots[2].set(root);
+                r.levels[2].set(level);
+            });
+            g.total_blocks()
+        }
     };
     let ok = |r: &AllocRec| Ok::<_, std::convert::Infallible>(*r);
     let (bno, bno_geo) = build_tree(
@@ -155,7 +330,7 @@ pub fn plan_ag_space(
         recs.iter().map(ok),
         &opts,
         &mut res,
-        &mut staged,
+        staged,
         &offset_of,
     )
     .map_err(|e| e.to_string())?;
@@ -168,7 +343,7 @@ pub fn plan_ag_space(
         by_size.iter().map(ok),
         &opts,
         &mut res,
-        &mut staged,
+        staged,
         &offset_of,
     )
     .map_err(|e| e.to_string())?;
@@ -176,7 +351,7 @@ pub fn plan_ag_space(
         return Err("the bulk loader returned an inline root for an AG btree".into());
     };
 
-    // 4. The AGFL holds what is left of the pool.
+    // The AGFL holds what is left of the pool.
     let mut left = pool;
     left.subtract(&res.taken_bitmap());
     let agfl: Vec<u32> = left
@@ -193,7 +368,6 @@ pub fn plan_ag_space(
     }
     let freeblks: u64 = recs.iter().map(|r| u64::from(r.blockcount)).sum();
     let longest = recs.iter().map(|r| r.blockcount).max().unwrap_or(0);
-    let rmap_count = rmap_blocks.count();
     let btreeblks = (bno_geo.total_blocks() - 1) + (cnt_geo.total_blocks() - 1) + (rmap_count - 1);
     let space = AgfSpace {
         bno: bno_root,
@@ -204,15 +378,10 @@ pub fn plan_ag_space(
         btreeblks: u32::try_from(btreeblks).map_err(|e| e.to_string())?,
         rmap_blocks: u32::try_from(rmap_count).map_err(|e| e.to_string())?,
     };
-    let new_agf = agf_sector(&agf_sector_old, geo, agno, &space);
+    let new_agf = agf_sector(&base, geo, agno, &space);
     let new_agfl = agfl_sector(geo, agno, &agfl);
-    stage_header(&mut staged, fs, agno, 1, new_agf)?;
-    stage_header(&mut staged, fs, agno, 3, new_agfl)?;
-    for (off, phase, data) in staged.iter() {
-        writes
-            .stage(phase, off, data.to_vec())
-            .map_err(|e| e.to_string())?;
-    }
+    stage_header(staged, fs, agno, 1, new_agf)?;
+    stage_header(staged, fs, agno, 3, new_agfl)?;
     Ok(AgSpace {
         agno,
         agf: space,
@@ -220,7 +389,8 @@ pub fn plan_ag_space(
         bno_blocks: bno_geo.total_blocks(),
         cnt_blocks: cnt_geo.total_blocks(),
         agfl,
-        rmap_records: records,
+        rmap_records: owners.records,
+        agf_fixed: Vec::new(),
     })
 }
 
@@ -267,10 +437,6 @@ fn root_of<K>(r: &Root<K>) -> Option<(u32, u32)> {
 
 /// What [`walk_rmap`] saw besides the records.
 pub(crate) struct RmapWalk {
-    /// The AGF sector as it is on disk.
-    pub agf_sector: Vec<u8>,
-    /// The rmapbt's own blocks.
-    pub blocks: ExtentBitmap,
     /// Records walked.
     pub records: u64,
 }
@@ -301,7 +467,7 @@ pub(crate) fn walk_rmap(
     let rmapbt = fs.rmapbt(agno, &agf).map_err(|e| e.to_string())?;
     let mut records = 0u64;
     let mut outside: Option<RmapRec> = None;
-    let blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
+    walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
         records += 1;
         let end = u64::from(r.startblock) + u64::from(r.blockcount);
         if r.blockcount == 0 || end > u64::from(ag_len) {
@@ -317,9 +483,5 @@ pub(crate) fn walk_rmap(
             r.startblock, r.blockcount
         ));
     }
-    Ok(RmapWalk {
-        agf_sector,
-        blocks,
-        records,
-    })
+    Ok(RmapWalk { records })
 }

@@ -6,6 +6,7 @@
 //! | AG free space | [`alloc`] | bnobt, cntbt, AGFL and the AGF counters of one AG, from the rmapbt |
 //! | inode btrees | [`ialloc`] | inobt, finobt and the AGI of one AG, from the rmapbt and the inodes |
 //! | summary counters | [`fscounters`] | `sb_icount`, `sb_ifree`, `sb_fdblocks` from the AG headers |
+//! | reference counts | [`refcount`] | refcountbt of one AG from the rmapbt's overlapping mappings (with the rmapbt, free space and AGF it moves) |
 //!
 //! Every repairer rebuilds from the reverse-mapping btree, which must have
 //! passed its own checks; without one (or with a damaged one) it refuses
@@ -24,10 +25,13 @@ pub mod alloc;
 pub mod fscounters;
 pub mod ialloc;
 mod plan;
+pub mod refcount;
 
-pub use plan::{Plan, PlannedRepair, Refusal, plan};
+pub use plan::{
+    Plan, PlannedRepair, RecheckError, Refusal, plan, plan_with, rebuilt_scrubbers, recheck,
+};
 
-use crate::device::{Access, Device, DeviceError, open_image};
+use crate::device::{Access, CowDevice, Device, DeviceError, open_image};
 use crate::format::{crc, features, superblock};
 use crate::fs::Filesystem;
 use crate::log::LogState;
@@ -322,6 +326,17 @@ pub fn commit_to<D: Disk>(
     };
     let stats = repair::commit(disk, writes, &marker, &opened.sidecars, &opened.identity)?;
     Ok(Committed { stats })
+}
+
+/// The filesystem of `fs`'s image as it will be after `writes` are
+/// committed, read through a copy-on-write overlay: the image itself is
+/// never written. A dry run re-checks its plan on it.
+pub fn overlay(fs: &Filesystem, writes: &WriteSet) -> Result<Filesystem, crate::Error> {
+    let cow = CowDevice::new(fs.shared_device());
+    for (off, _, data) in writes.iter() {
+        cow.write_at(data, off)?;
+    }
+    Filesystem::open(Box::new(cow))
 }
 
 #[cfg(test)]

@@ -314,7 +314,7 @@ fn check_irec(fs: &Filesystem, agno: AgNumber, r: &RmapRec) -> Option<(&'static 
 
 /// Whether a record may share its blocks with others (reflinked file data;
 /// `xchk_rmapbt_is_shareable`).
-fn shareable(reflink: bool, r: &RmapRec) -> bool {
+pub(crate) fn shareable(reflink: bool, r: &RmapRec) -> bool {
     reflink && !owner::is_special(r.owner) && !r.bmbt_block() && !r.attr_fork() && !r.unwritten()
 }
 

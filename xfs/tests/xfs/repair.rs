@@ -154,6 +154,19 @@ fn corpus_repairs_pass_the_oracle_and_keep_every_file() {
     );
 }
 
+/// Structures whose corpus cases the refcount btree repairer addresses.
+const REFCOUNT_REPAIRED: &[&str] = &["refcountbt"];
+
+#[test]
+fn refcount_btree_corpus_repairs_pass_the_oracle_and_keep_every_file() {
+    run_corpus(
+        "refcount_btree_corpus_repairs_pass_the_oracle_and_keep_every_file",
+        REFCOUNT_REPAIRED,
+        12,
+        15,
+    );
+}
+
 /// Structures whose corpus cases the inode btree repairer addresses.
 const INODE_REPAIRED: &[&str] = &["agi", "inobt", "finobt"];
 
@@ -596,4 +609,132 @@ fn a_clean_image_rebuilds_its_inode_btrees_with_the_counts_on_disk() {
         // The new trees (over the old trees' blocks) and the new AGI.
         assert_eq!(w.len() as u32, agi.iblocks + agi.fblocks + 1, "{agno}");
     }
+}
+
+/// Every record of AG `agno`'s refcountbt, in order.
+fn refcount_records(fs: &Filesystem, agno: xfs::types::AgNumber) -> Vec<(u32, bool, u32, u32)> {
+    let agf = fs.read_agf(agno).unwrap().into_verified().unwrap();
+    let t = fs.refcountbt(agno, &agf).unwrap();
+    let mut c = t.cursor_first().unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = c.next_record().unwrap() {
+        out.push((r.startblock, r.cow, r.blockcount, r.refcount));
+    }
+    out
+}
+
+#[test]
+fn a_clean_refcountbt_rebuilds_to_the_same_records_in_new_blocks() {
+    let path = plain_base("rmapbt");
+    let fs = reopen_ro(&path);
+    let budget = MemoryBudget::new(1 << 20);
+    let mut shared = 0;
+    for agno in fs.geometry().ags() {
+        let mut w = repair::WriteSet::new();
+        let r = xrepair::refcount::plan_refcountbt(&fs, agno, &budget, &mut w).unwrap();
+        let old_agf = fs.read_agf(agno).unwrap().into_verified().unwrap();
+        let after = xrepair::overlay(&fs, &w).unwrap();
+        let new_agf = after.read_agf(agno).unwrap().into_verified().unwrap();
+        let old = refcount_records(&fs, agno);
+        assert_eq!(refcount_records(&after, agno), old, "{agno}");
+        assert_eq!(r.shared + r.cow, old.len() as u64, "{agno}");
+        shared += r.shared;
+        // The tree moved: new blocks from free space, old ones freed.
+        assert_ne!(new_agf.refcount_root, old_agf.refcount_root, "{agno}");
+        assert_eq!(u64::from(new_agf.refcount_blocks), r.new_blocks, "{agno}");
+        assert_eq!(r.old_blocks, u64::from(old_agf.refcount_blocks), "{agno}");
+        assert_eq!(r.freed + r.unmapped, r.old_blocks, "{agno}");
+        // Free space as the superblock counts it moves by the difference.
+        let free = |a: &xfs::format::agf::Agf| {
+            i64::from(a.freeblks) + i64::from(a.flcount) + i64::from(a.btreeblks)
+        };
+        assert_eq!(
+            free(&new_agf) - free(&old_agf),
+            r.freed as i64 - r.new_blocks as i64,
+            "{agno}"
+        );
+        // Nothing the check knows of is damaged in the result.
+        assert!(
+            damage(&check(&after)).is_empty(),
+            "{agno}: {:?}",
+            damage(&check(&after))
+        );
+    }
+    assert!(shared > 0, "the fixture shares no blocks");
+}
+
+#[test]
+fn agf_identity_and_rmapbt_root_are_fixed_before_the_rebuild() {
+    if !have_xfsprogs("agf_identity_and_rmapbt_root_are_fixed_before_the_rebuild") {
+        return;
+    }
+    let all = load_set("ag");
+    // A zeroed magic; a root pointing at a random block (found by scanning
+    // the AG); a zero height (the named block's own header gives it).
+    for (id, fixed) in [
+        ("agf-magicnum-zeroes", "magicnum"),
+        ("agf-rmaproot-random", "rmaproot"),
+        ("agf-rmaplevel-zeroes", "rmaplevel"),
+    ] {
+        let c = all.iter().find(|c| c.id == id).expect(id);
+        let dir = tempfile::tempdir().unwrap();
+        let path = patched_copy(dir.path(), &c.base, &c.patch);
+        let o = open_rw(&path);
+        let plan = xrepair::plan(&o.fs, &check(&o.fs));
+        assert!(plan.refused.is_empty(), "{id}: {:?}", plan.refused);
+        assert!(
+            plan.repairs
+                .iter()
+                .any(|r| r.detail.contains("fixed first") && r.detail.contains(fixed)),
+            "{id}: {:?}",
+            plan.repairs
+        );
+        drop(o);
+        let out = repair_image(&path);
+        assert!(
+            out.after.is_empty() && !out.before.is_empty(),
+            "{id}: {out:?}"
+        );
+        assert_eq!(xfs_repair_n(&path), 0, "{id}");
+    }
+}
+
+#[test]
+fn the_recheck_of_a_plan_sees_its_result_and_writes_nothing() {
+    let all = load_set("ag");
+    let c = all
+        .iter()
+        .find(|c| c.id == "refcountbt-recs1-refcount-add")
+        .expect("corpus case");
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched_copy(dir.path(), &c.base, &c.patch);
+    let original = std::fs::read(&path).unwrap();
+    let fs = reopen_ro(&path);
+    let before = check(&fs);
+    assert!(!damage(&before).is_empty());
+    let plan = xrepair::plan(&fs, &before);
+    assert_eq!(
+        xrepair::rebuilt_scrubbers(&plan),
+        ["agf", "agfl", "bnobt", "cntbt", "refcountbt", "rmapbt"]
+    );
+    let ctx = ScrubContext::new(MemoryBudget::new(64 << 20));
+    let after = xrepair::recheck(&fs, &plan, &ctx, 1).unwrap();
+    assert!(damage(&after).is_empty(), "{:?}", damage(&after));
+    assert!(!after.items.is_empty());
+    // The same repairs without their writes: the damage would remain.
+    let hollow = xrepair::Plan {
+        writes: repair::WriteSet::new(),
+        ..plan.clone()
+    };
+    let left = xrepair::recheck(&fs, &hollow, &ctx, 1).unwrap();
+    assert!(
+        damage(&left).iter().any(|c| c.starts_with("refcountbt.")),
+        "{:?}",
+        damage(&left)
+    );
+    drop(fs);
+    assert!(
+        std::fs::read(&path).unwrap() == original,
+        "the re-check wrote"
+    );
 }
