@@ -77,6 +77,28 @@ pub trait BlockStore {
     /// Runs `f` on the contents of block `addr`.
     fn read<R>(&self, addr: BlockAddr, f: impl FnOnce(&[u8]) -> R) -> Result<R, StoreError>;
 
+    /// Runs `f` on the contents of block `addr` together with `verify`'s
+    /// verdict on them (the engine passes its checksum check).
+    ///
+    /// A store whose blocks cannot change under it (a read-only cache of a
+    /// disk image) may remember the verdict with the cached block and skip
+    /// `verify` on later reads of the same block: checksumming every block
+    /// of every lookup path again is most of the cost of repeated
+    /// cross-reference queries. Every format a store serves must then agree
+    /// on what the verdict is for given bytes (e.g. one checksum layout per
+    /// store). The default calls `verify` every time.
+    fn read_verified<R>(
+        &self,
+        addr: BlockAddr,
+        verify: impl FnOnce(&[u8]) -> bool,
+        f: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<R, StoreError> {
+        self.read(addr, |b| {
+            let ok = verify(b);
+            f(b, ok)
+        })
+    }
+
     /// Runs `f` on the contents of block `addr` and keeps its changes.
     fn write<R>(
         &mut self,
@@ -103,6 +125,14 @@ impl<S: BlockStore + ?Sized> BlockStore for &mut S {
     }
     fn read<R>(&self, addr: BlockAddr, f: impl FnOnce(&[u8]) -> R) -> Result<R, StoreError> {
         (**self).read(addr, f)
+    }
+    fn read_verified<R>(
+        &self,
+        addr: BlockAddr,
+        verify: impl FnOnce(&[u8]) -> bool,
+        f: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<R, StoreError> {
+        (**self).read_verified(addr, verify, f)
     }
     fn write<R>(
         &mut self,

@@ -237,10 +237,14 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
                 "pointer outside the store",
             ));
         }
-        let checked = self.store.read(addr, |b| {
-            let n = check_block(format, layout, b, addr, level)?;
-            Ok(f(b, n))
-        })?;
+        let checked = self.store.read_verified(
+            addr,
+            |b| format.checksum_ok(b),
+            |b, checksum_ok| {
+                let n = check_block(format, layout, b, addr, level, checksum_ok)?;
+                Ok(f(b, n))
+            },
+        )?;
         checked.map_err(|reason: String| BtreeError::corrupt(addr, level, reason))
     }
 
@@ -391,7 +395,7 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
         // slot and, when there is room, insert in place.
         let (format, layout) = (&self.format, &self.layout);
         let outcome: Result<Option<(usize, bool)>, String> = self.store.write(leaf, |b| {
-            let n = check_block(format, layout, b, leaf, 0)?;
+            let n = check_block(format, layout, b, leaf, 0, format.checksum_ok(b))?;
             let codec = Codec { format, layout };
             let pos = match codec.search_leaf(b, n, key) {
                 Ok(_) => return Ok(None),
@@ -977,13 +981,16 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
 
 /// Checks one block read from `addr` at `level`: size, header level, record
 /// count against the layout, checksum and the format's own fields. Returns
-/// the record count or why the block cannot be used.
+/// the record count or why the block cannot be used. `checksum_ok` is the
+/// format's checksum verdict on `b` (computed by the caller, which may have
+/// it remembered by the store).
 pub(crate) fn check_block<F: BtreeFormat>(
     format: &F,
     layout: &Layout,
     b: &[u8],
     addr: BlockAddr,
     level: u16,
+    checksum_ok: bool,
 ) -> Result<usize, String> {
     if b.len() != layout.block_size {
         return Err(format!(
@@ -997,7 +1004,7 @@ pub(crate) fn check_block<F: BtreeFormat>(
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(format!("bad header ({})", list.join("; ")));
     }
-    if !format.checksum_ok(b) {
+    if !checksum_ok {
         return Err("checksum mismatch".into());
     }
     let h = format.read_header(b);

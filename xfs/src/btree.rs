@@ -4,7 +4,10 @@
 //! one AG (AG btrees, addressed by AG block number) or of the whole
 //! filesystem (bmbt, addressed by fsbno). It is read-only: repairs write
 //! through their own commit path. A small cache keeps recently read blocks
-//! so that repeated lookups (cross-referencing) do not reread them.
+//! so that repeated lookups (cross-referencing) do not reread them, with
+//! the checksum verdict of each so that they are not checksummed again
+//! either (a store serves one header form, short or long, so one CRC
+//! layout).
 //!
 //! The `Filesystem::*bt` methods open each AG btree from the root and level
 //! recorded in its AG header.
@@ -36,9 +39,15 @@ pub enum Space {
     Fs,
 }
 
+/// A cached block and, once some reader computed it, its checksum verdict.
+struct Cached {
+    bytes: Arc<[u8]>,
+    checksum_ok: Option<bool>,
+}
+
 #[derive(Default)]
 struct Cache {
-    blocks: HashMap<u64, Arc<[u8]>>,
+    blocks: HashMap<u64, Cached>,
     order: VecDeque<u64>,
 }
 
@@ -75,11 +84,12 @@ impl<'fs> ImageBlocks<'fs> {
         }
     }
 
-    fn load(&self, addr: BlockAddr) -> std::result::Result<Arc<[u8]>, StoreError> {
+    /// The block at `addr` and its remembered checksum verdict, if any.
+    fn load(&self, addr: BlockAddr) -> std::result::Result<(Arc<[u8]>, Option<bool>), StoreError> {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(b) = cache.blocks.get(&addr.0) {
-                return Ok(Arc::clone(b));
+            if let Some(c) = cache.blocks.get(&addr.0) {
+                return Ok((Arc::clone(&c.bytes), c.checksum_ok));
             }
         }
         let daddr = self.daddr(addr).ok_or(StoreError::OutOfRange(addr))?;
@@ -98,10 +108,25 @@ impl<'fs> ImageBlocks<'fs> {
         {
             cache.blocks.remove(&old);
         }
-        if cache.blocks.insert(addr.0, Arc::clone(&block)).is_none() {
+        let fresh = Cached {
+            bytes: Arc::clone(&block),
+            checksum_ok: None,
+        };
+        if cache.blocks.insert(addr.0, fresh).is_none() {
             cache.order.push_back(addr.0);
         }
-        Ok(block)
+        Ok((block, None))
+    }
+
+    /// Remembers the checksum verdict on the cached block at `addr`, if it
+    /// is still the same block (`bytes`) in the cache.
+    fn remember(&self, addr: BlockAddr, bytes: &Arc<[u8]>, ok: bool) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.blocks.get_mut(&addr.0)
+            && Arc::ptr_eq(&c.bytes, bytes)
+        {
+            c.checksum_ok = Some(ok);
+        }
     }
 }
 
@@ -133,8 +158,26 @@ impl BlockStore for ImageBlocks<'_> {
         addr: BlockAddr,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::result::Result<R, StoreError> {
-        let block = self.load(addr)?;
+        let (block, _) = self.load(addr)?;
         Ok(f(&block))
+    }
+
+    fn read_verified<R>(
+        &self,
+        addr: BlockAddr,
+        verify: impl FnOnce(&[u8]) -> bool,
+        f: impl FnOnce(&[u8], bool) -> R,
+    ) -> std::result::Result<R, StoreError> {
+        let (block, known) = self.load(addr)?;
+        let ok = match known {
+            Some(ok) => ok,
+            None => {
+                let ok = verify(&block);
+                self.remember(addr, &block, ok);
+                ok
+            }
+        };
+        Ok(f(&block, ok))
     }
 
     fn write<R>(

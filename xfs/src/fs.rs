@@ -12,11 +12,30 @@ use crate::format::{Checked, Problem, crc};
 use crate::geometry::Geometry;
 use crate::log::{LogState, log_state};
 use crate::types::{AgNumber, Daddr, FsBlock, Ino};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 /// The largest sector size XFS allows; the primary superblock is read in
 /// a buffer this big before its sector size is trusted.
 const MAX_SECTOR: usize = 32768;
+
+/// Bytes of inode cluster buffers a read-only [`Filesystem`] keeps (at
+/// least [`MIN_CLUSTERS_CACHED`] clusters whatever their size).
+const INODE_CACHE_BYTES: usize = 4 << 20;
+/// Clusters kept however large they are.
+const MIN_CLUSTERS_CACHED: usize = 8;
+
+/// Recently read inode cluster buffers, by byte offset, evicted oldest
+/// first. Several scrubbers (inodes, both fork mappings, the reverse-map
+/// shadow, directories, link counts, the directory tree) each visit every
+/// inode; they share these buffers instead of each issuing one read per
+/// inode. Only a read-only filesystem caches (nothing can change a block
+/// under it).
+#[derive(Default)]
+struct ClusterCache {
+    buffers: HashMap<u64, Arc<[u8]>>,
+    order: VecDeque<u64>,
+}
 
 /// An inode read from disk: its raw bytes and decoded core.
 #[derive(Debug, Clone)]
@@ -36,6 +55,7 @@ pub struct Filesystem {
     geo: Geometry,
     log: LogState,
     warnings: Vec<String>,
+    clusters: Mutex<ClusterCache>,
 }
 
 impl std::fmt::Debug for Filesystem {
@@ -116,6 +136,7 @@ impl Filesystem {
             geo,
             log,
             warnings,
+            clusters: Mutex::new(ClusterCache::default()),
         })
     }
 
@@ -220,8 +241,15 @@ impl Filesystem {
             .geo
             .inode_location(ino)
             .ok_or_else(|| Error::InvalidArgument(format!("{ino} is not a valid inode number")))?;
-        let mut raw = vec![0u8; usize::try_from(self.geo.inode_size).unwrap_or(512)];
-        self.dev.read_at(&mut raw, loc.byte_offset)?;
+        let isize = usize::try_from(self.geo.inode_size).unwrap_or(512);
+        let raw = match self.cached_inode_bytes(&loc, isize) {
+            Some(raw) => raw,
+            None => {
+                let mut raw = vec![0u8; isize];
+                self.dev.read_at(&mut raw, loc.byte_offset)?;
+                raw
+            }
+        };
         let checked = Dinode::check(&raw, ino, &self.geo)?;
         Ok(Checked {
             value: Inode {
@@ -231,6 +259,60 @@ impl Filesystem {
             },
             problems: checked.problems,
         })
+    }
+
+    /// The `isize` bytes of the inode at `loc` from its cluster buffer,
+    /// read into the cluster cache if needed; `None` when the device is
+    /// writable, the cluster does not fit the device or reading it fails
+    /// (the caller then reads the inode alone and reports its own error).
+    fn cached_inode_bytes(
+        &self,
+        loc: &crate::geometry::InodeLocation,
+        isize: usize,
+    ) -> Option<Vec<u8>> {
+        if self.dev.is_writable() {
+            return None;
+        }
+        let csize = usize::try_from(
+            u64::from(self.geo.inodes.blocks_per_cluster)
+                .checked_mul(u64::from(self.geo.block_size))?,
+        )
+        .ok()?;
+        let within = usize::try_from(loc.index_in_cluster)
+            .ok()?
+            .checked_mul(isize)?;
+        if within.checked_add(isize)? > csize {
+            return None;
+        }
+        let start = loc.byte_offset.checked_sub(u64::try_from(within).ok()?)?;
+        let slice = |b: &Arc<[u8]>| b.get(within..within + isize).map(<[u8]>::to_vec);
+        {
+            let cache = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(b) = cache.buffers.get(&start) {
+                return slice(b);
+            }
+        }
+        let end = start.checked_add(u64::try_from(csize).ok()?)?;
+        if end > self.dev.size() {
+            return None;
+        }
+        let mut buf = vec![0u8; csize];
+        self.dev.read_at(&mut buf, start).ok()?;
+        let buf: Arc<[u8]> = buf.into();
+        let limit = (INODE_CACHE_BYTES / csize.max(1)).max(MIN_CLUSTERS_CACHED);
+        let mut cache = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        while cache.order.len() >= limit {
+            match cache.order.pop_front() {
+                Some(old) => {
+                    cache.buffers.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if cache.buffers.insert(start, Arc::clone(&buf)).is_none() {
+            cache.order.push_back(start);
+        }
+        slice(&buf)
     }
 
     /// Reads inode `ino` and fails with [`Error::Corrupt`] unless it

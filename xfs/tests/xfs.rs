@@ -7,6 +7,8 @@
 
 #[path = "xfs/agreement.rs"]
 mod agreement;
+#[path = "xfs/block_cache.rs"]
+mod block_cache;
 #[path = "xfs/common.rs"]
 mod common;
 #[path = "xfs/damage.rs"]
