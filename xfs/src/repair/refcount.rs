@@ -36,11 +36,10 @@ use crate::format::btree::rmap::{RmapKey, RmapRec, owner};
 use crate::fs::Filesystem;
 use crate::scrub::common::walk_quietly;
 use crate::scrub::rmap::shareable;
+use crate::scrub::shared_extents::{MAX_OVERLAPPING, RefcountSweep, SharedRun, SweepError};
 use crate::types::{AgBlock, AgNumber};
 use repair::{Reservation, WriteSet, build_tree, reap};
 use scrub::ExtentBitmap;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use xfbtree::{BloadOptions, BlockAddr, Root};
 use xfile::{MemoryBudget, StagingError, XfArray};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -49,10 +48,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const RECORD_STAGING: &str = "refcount-repair-records";
 /// Name of the staging arrays of reverse mappings (old and new).
 pub const RMAP_STAGING: &str = "refcount-repair-rmaps";
-
-/// Most shareable mappings over one block that the sweep tracks; more
-/// would refuse the repair (the count is not a guess).
-const MAX_OVERLAPPING: usize = 1 << 20;
 
 /// What the rebuild of one AG's refcountbt will write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +129,7 @@ pub fn plan_refcountbt(
     let mut owners = Owners::default();
     let mut old = ExtentBitmap::new();
     let mut others = ExtentBitmap::new();
-    let mut sweep = Sweep::default();
+    let mut sweep = RefcountSweep::default();
     let mut failed: Option<Refused> = None;
     let mut cow = 0u64;
     let rmap_blocks = walk_quietly(&rmapbt, "rmapbt", |r: &RmapRec| {
@@ -162,7 +157,9 @@ pub fn plan_refcountbt(
                 })
                 .map_err(staging)?;
             } else if shareable(true, r) {
-                sweep.push(s, s + l, &mut refc)?;
+                sweep
+                    .push(s, s + l, &mut |run| stage_shared(run, &mut refc))
+                    .map_err(sweep_refused)?;
             }
             Ok(())
         };
@@ -174,7 +171,9 @@ pub fn plan_refcountbt(
     if let Some(e) = failed {
         return Err(e);
     }
-    sweep.finish(&mut refc)?;
+    sweep
+        .finish(&mut |run| stage_shared(run, &mut refc))
+        .map_err(sweep_refused)?;
     owners.check_rmapbt_blocks(&rmap_blocks)?;
     refc.sort_by_key(|r| r.key).map_err(staging)?;
     let count = refc.len();
@@ -291,154 +290,31 @@ pub fn plan_refcountbt(
     })
 }
 
-/// The owner count of every block, swept in block order: each shareable
-/// mapping is pushed at its start with its end; ranges where at least two
-/// overlap come out as shared records, merged while the count stays.
-#[derive(Debug, Default)]
-struct Sweep {
-    /// Ends of the mappings over the current position.
-    active: BinaryHeap<Reverse<u64>>,
-    /// Everything before it has been emitted.
-    pos: u64,
-    /// The record being extended: start, length, count.
-    run: Option<(u64, u64, u64)>,
+/// Stages one shared run as a refcount record, refusing one that does not
+/// fit the record's fields.
+fn stage_shared(run: SharedRun, out: &mut XfArray<StagedRefc>) -> Result<(), Refused> {
+    let too_big = || {
+        format!(
+            "a shared extent at AG block {} does not fit a record",
+            run.start
+        )
+    };
+    out.append(StagedRefc {
+        key: u32::try_from(run.start)
+            .ok()
+            .filter(|k| k & COW_FLAG == 0)
+            .ok_or_else(too_big)?,
+        blockcount: u32::try_from(run.len).map_err(|_| too_big())?,
+        refcount: u32::try_from(run.refcount).map_err(|_| too_big())?,
+    })
+    .map_err(staging)
 }
 
-impl Sweep {
-    /// A mapping of `[start, end)`; starts must come in order.
-    fn push(&mut self, start: u64, end: u64, out: &mut XfArray<StagedRefc>) -> Result<(), Refused> {
-        self.advance(start, out)?;
-        if self.active.len() >= MAX_OVERLAPPING {
-            return Err(format!(
-                "more than {MAX_OVERLAPPING} mappings share one block; the count cannot be confirmed"
-            ));
-        }
-        self.active.push(Reverse(end));
-        Ok(())
-    }
-
-    /// Emits everything before `to`.
-    fn advance(&mut self, to: u64, out: &mut XfArray<StagedRefc>) -> Result<(), Refused> {
-        while let Some(&Reverse(e)) = self.active.peek() {
-            if e > to {
-                break;
-            }
-            self.segment(self.pos, e, self.active.len() as u64, out)?;
-            self.pos = self.pos.max(e);
-            while self.active.peek().is_some_and(|&Reverse(x)| x == e) {
-                self.active.pop();
-            }
-        }
-        if !self.active.is_empty() {
-            self.segment(self.pos, to, self.active.len() as u64, out)?;
-        }
-        self.pos = self.pos.max(to);
-        Ok(())
-    }
-
-    /// `[start, end)` has `n` owners.
-    fn segment(
-        &mut self,
-        start: u64,
-        end: u64,
-        n: u64,
-        out: &mut XfArray<StagedRefc>,
-    ) -> Result<(), Refused> {
-        if start >= end {
-            return Ok(());
-        }
-        if let Some((s, l, c)) = self.run {
-            if s + l == start && c == n {
-                self.run = Some((s, l + (end - start), c));
-                return Ok(());
-            }
-            self.flush(out)?;
-        }
-        if n >= 2 {
-            self.run = Some((start, end - start, n));
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, out: &mut XfArray<StagedRefc>) -> Result<(), Refused> {
-        if let Some((s, l, c)) = self.run.take() {
-            let too_big = || format!("a shared extent at AG block {s} does not fit a record");
-            out.append(StagedRefc {
-                key: u32::try_from(s)
-                    .ok()
-                    .filter(|k| k & COW_FLAG == 0)
-                    .ok_or_else(too_big)?,
-                blockcount: u32::try_from(l).map_err(|_| too_big())?,
-                refcount: u32::try_from(c).map_err(|_| too_big())?,
-            })
-            .map_err(staging)?;
-        }
-        Ok(())
-    }
-
-    /// Emits what is left.
-    fn finish(&mut self, out: &mut XfArray<StagedRefc>) -> Result<(), Refused> {
-        let last = self.active.iter().map(|r| r.0).max().unwrap_or(self.pos);
-        self.advance(last, out)?;
-        self.flush(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sweep(maps: &[(u64, u64)]) -> Vec<(u32, u32, u32)> {
-        let budget = MemoryBudget::new(1 << 20);
-        let mut out = XfArray::<StagedRefc>::new("t", &budget).unwrap();
-        let mut sw = Sweep::default();
-        let mut sorted = maps.to_vec();
-        sorted.sort();
-        for (s, e) in sorted {
-            sw.push(s, e, &mut out).unwrap();
-        }
-        sw.finish(&mut out).unwrap();
-        out.iter()
-            .map(|r| r.unwrap())
-            .map(|r| (r.key, r.blockcount, r.refcount))
-            .collect()
-    }
-
-    /// The same by brute force: count per block, then merge.
-    fn brute(maps: &[(u64, u64)]) -> Vec<(u32, u32, u32)> {
-        let end = maps.iter().map(|m| m.1).max().unwrap_or(0);
-        let mut out: Vec<(u32, u32, u32)> = Vec::new();
-        for b in 0..end {
-            let n = maps.iter().filter(|m| m.0 <= b && b < m.1).count() as u32;
-            if n < 2 {
-                continue;
-            }
-            match out.last_mut() {
-                Some(l) if l.0 + l.1 == b as u32 && l.2 == n => l.1 += 1,
-                _ => out.push((b as u32, 1, n)),
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn sweep_counts_owners_per_block() {
-        assert_eq!(sweep(&[(0, 10), (5, 15)]), [(5, 5, 2)]);
-        assert_eq!(sweep(&[(0, 10), (0, 10), (0, 10)]), [(0, 10, 3)]);
-        assert_eq!(
-            sweep(&[(0, 10), (2, 4), (2, 8), (20, 30)]),
-            [(2, 2, 3), (4, 4, 2)]
-        );
-        // Two runs of the same count that touch are one record.
-        assert_eq!(sweep(&[(0, 5), (0, 5), (5, 10), (5, 10)]), [(0, 10, 2)]);
-        assert!(sweep(&[(0, 5), (5, 10)]).is_empty());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn sweep_matches_brute_force(maps in proptest::collection::vec((0u64..60, 1u64..20), 0..12)) {
-            let maps: Vec<(u64, u64)> = maps.into_iter().map(|(s, l)| (s, s + l)).collect();
-            proptest::prop_assert_eq!(sweep(&maps), brute(&maps));
-        }
+fn sweep_refused(e: SweepError<Refused>) -> Refused {
+    match e {
+        SweepError::Crowded => format!(
+            "more than {MAX_OVERLAPPING} mappings share one block; the count cannot be confirmed"
+        ),
+        SweepError::Sink(e) => e,
     }
 }

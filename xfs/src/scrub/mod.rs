@@ -38,6 +38,7 @@ pub mod nlinks;
 pub mod refcount;
 pub mod rmap;
 pub mod rmap_shadow;
+pub(crate) mod shared_extents;
 pub mod symlink;
 pub(crate) mod xref;
 

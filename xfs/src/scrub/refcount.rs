@@ -38,7 +38,8 @@ use std::collections::BinaryHeap;
 use std::ops::ControlFlow;
 use xfbtree::verify::RecordLoc;
 
-const NAME: &str = "refcountbt";
+/// The scrubber's name.
+pub const NAME: &str = "refcountbt";
 
 /// Most reverse mappings tracked at once while counting the owners of one
 /// extent; a count beyond it cannot be confirmed (reported as a failed
@@ -106,7 +107,7 @@ impl Scrubber<Filesystem> for RefcountbtScrub {
 }
 
 /// "shared extent of AG blocks 100..103 with 2 owners".
-fn describe(r: &RefcountRec) -> String {
+pub(super) fn describe(r: &RefcountRec) -> String {
     let what = if r.cow {
         "CoW staging extent"
     } else {

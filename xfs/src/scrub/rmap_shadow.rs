@@ -41,10 +41,24 @@
 //! the comparison on both sides and reported once as `xref-failed`; their
 //! damage is the business of their own scrubbers. Without an rmapbt the
 //! check is reported impossible (`rmapbt-shadow.not-possible`, a `warning`).
+//!
+//! # Reference counts
+//!
+//! On a reflink filesystem the shared extents are then derived from the
+//! shadow, so from the owners themselves (a sweep counting the file data
+//! mappings over each block, as `xfs_repair` phase 4 does), and compared
+//! with the refcountbt's shared records in one merge walk:
+//! `refcountbt.missing`, `refcountbt.extra`, `refcountbt.mismatch`, each
+//! naming up to four of the inodes that share the blocks. When the rmapbt
+//! agrees with every owner and the `refcountbt` scrubber already found the
+//! tree damaged, that scrubber's count against the rmapbt was this same
+//! comparison and the AG is not compared again (one damage, one report).
 #![warn(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use super::common::{tree_blocks, walk_quietly};
-use super::rmap::{AgMaps, describe, mergeable};
+use super::refcount::describe as describe_refcount;
+use super::rmap::{AgMaps, blocks, describe, mergeable, shareable};
+use super::shared_extents::{MAX_OVERLAPPING, RefcountSweep, SharedRun, SweepError};
 use super::xref::{AgContext, Unavailable, Xref, chunk_blocks};
 use crate::format::btree::ialloc::{INODES_PER_CHUNK, InobtRec};
 use crate::format::btree::refcount::RefcountRec;
@@ -55,11 +69,12 @@ use crate::format::dinode::{BmdrRoot, Fork, ForkFormat};
 use crate::fs::Filesystem;
 use crate::types::{AgNumber, FsBlock, Ino};
 use scrub::{
-    Applicability, ExtentBitmap, Finding, FindingKind, Findings, ItemId, Scope, ScrubContext,
-    ScrubError, Scrubber,
+    Applicability, ExtentBitmap, Finding, FindingKind, Findings, Health, ItemId, Scope,
+    ScrubContext, ScrubError, Scrubber,
 };
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use xfbtree::{BlockAddr, Btree, BtreeFormat as _, XfileStore};
 use xfile::XfArray;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -94,7 +109,7 @@ impl Scrubber<Filesystem> for RmapShadowScrub {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &["rmapbt", "inobt"]
+        &["rmapbt", "inobt", super::refcount::NAME]
     }
 
     fn applies(&self, fs: &Filesystem) -> Applicability {
@@ -180,7 +195,15 @@ impl Scrubber<Filesystem> for RmapShadowScrub {
                 inserted = inserted.saturating_add(1);
             }
             shadow.store().file().add_records(inserted);
-            compare_ag(fs, agno, &shadow, &unknown, out)?;
+            let rmapbt_agrees = compare_ag(fs, agno, &shadow, &unknown, out)?;
+            // When the rmapbt agrees with every owner, the refcountbt
+            // scrubber's counts against the rmapbt were this very
+            // comparison: damage it found would only be reported twice.
+            let counted = rmapbt_agrees
+                && ctx.health_of(super::refcount::NAME, Some(u64::from(agno.0))) == Health::Sick;
+            if fs.geometry().features.has_reflink() && !counted {
+                compare_refcounts(fs, agno, &shadow, &unknown, out)?;
+            }
         }
         drop(iter);
         unknown.report(out);
@@ -610,19 +633,20 @@ fn stage_inode(
 }
 
 /// Walks the on-disk rmapbt of `agno` and the shadow together in key
-/// order and reports every difference.
+/// order and reports every difference; tells whether the two agreed
+/// (walked to the end without a difference).
 fn compare_ag(
     fs: &Filesystem,
     agno: AgNumber,
     shadow: &Btree<XfileStore, ShadowFormat>,
     unknown: &Unknown,
     out: &mut Findings,
-) -> Result<(), ScrubError> {
+) -> Result<bool, ScrubError> {
     let geo = fs.geometry();
     let a = agno.0;
     let ag = AgContext::load(fs, agno)?;
     let Ok(disk) = ag.rmapbt() else {
-        return Ok(()); // reported by stage_ag and the rmapbt scrubber
+        return Ok(false); // reported by stage_ag and the rmapbt scrubber
     };
     if tree_blocks(&disk, "rmapbt").is_err() {
         // A damaged tree cannot be walked in order to the end; the rmapbt
@@ -636,7 +660,7 @@ fn compare_ag(
             )
             .group(u64::from(a)),
         );
-        return Ok(());
+        return Ok(false);
     }
     let mut dc = disk.cursor_first().map_err(ScrubError::operational)?;
     let mut sc = shadow.cursor_first().map_err(ScrubError::operational)?;
@@ -715,7 +739,7 @@ fn compare_ag(
             );
         }
     }
-    Ok(())
+    Ok(counts == [0; 3])
 }
 
 #[derive(Clone, Copy)]
@@ -777,4 +801,285 @@ fn diff_finding(kind: Diff, agno: u32, r: &RmapRec, shadow: Option<&RmapRec>) ->
         f = f.field("blockcount", s.blockcount, r.blockcount);
     }
     f
+}
+
+/// The structure the reference-count findings are about.
+const REFC_STRUCTURE: &str = "refcountbt";
+/// Most inodes a reference-count finding names.
+const SHARERS: usize = 4;
+
+/// Derives the shared extents of AG `agno` from the shadow (the owners'
+/// own mappings, not the on-disk rmapbt) and compares them with the
+/// on-disk refcountbt's shared records in one merge walk (what
+/// `xfs_repair` phase 4 does with the reverse mappings it rebuilt).
+///
+/// Blocks that an owner left out of the shadow maps (per the on-disk
+/// rmapbt) cannot be counted; records over them are skipped on both
+/// sides, and when the rmapbt cannot say where those blocks are the AG is
+/// not compared at all (`xref-failed`).
+fn compare_refcounts(
+    fs: &Filesystem,
+    agno: AgNumber,
+    shadow: &Btree<XfileStore, ShadowFormat>,
+    unknown: &Unknown,
+    out: &mut Findings,
+) -> Result<(), ScrubError> {
+    let geo = fs.geometry();
+    let a = agno.0;
+    let not_checked = |why: String| {
+        Finding::new(
+            FindingKind::XrefFailed,
+            REFC_STRUCTURE,
+            "refcountbt.xref-shadow",
+            format!("reference counts not checked against the files' mappings: {why}"),
+        )
+        .group(u64::from(a))
+    };
+    let ag = AgContext::load(fs, agno)?;
+    let disk = match ag.refcountbt() {
+        Ok(t) => t,
+        Err(why) => {
+            out.push(not_checked(why.to_string()));
+            return Ok(());
+        }
+    };
+    if let Err(why) = tree_blocks(&disk, "refcountbt") {
+        // The refcountbt scrubber reports the damage itself.
+        out.push(not_checked(format!("the refcountbt is damaged: {why}")));
+        return Ok(());
+    }
+
+    // Where the owners left out of the shadow have their blocks.
+    let mut uncertain = ExtentBitmap::new();
+    if !unknown.inodes.is_empty() || !unknown.ags_without_inodes.is_empty() {
+        let walked = ag.rmapbt().and_then(|t| {
+            walk_quietly(&t, "rmapbt", |r: &RmapRec| {
+                if !owner::is_special(r.owner) && unknown.owner_unknown(a, r, geo) {
+                    uncertain.set(u64::from(r.startblock), u64::from(r.blockcount));
+                }
+            })
+        });
+        if let Err(why) = walked {
+            out.push(not_checked(format!(
+                "some inodes could not be read, and the rmapbt, which would say where their \
+                 blocks are, cannot be walked: {why}"
+            )));
+            return Ok(());
+        }
+    }
+
+    let mut dc = disk.cursor_first().map_err(ScrubError::operational)?;
+    // Shared records come first in key order; the CoW domain ends them.
+    let next_disk = move || -> Result<Option<RefcountRec>, ScrubError> {
+        Ok(dc
+            .next_record()
+            .map_err(ScrubError::operational)?
+            .filter(|r| !r.cow))
+    };
+    let mut merge = RefcMerge::new(a, shadow, &uncertain, next_disk)?;
+    let mut sweep = RefcountSweep::default();
+    let mut sc = shadow.cursor_first().map_err(ScrubError::operational)?;
+    let mut sink = |run: SharedRun| merge.derived(run, out);
+    let mut swept = Ok(());
+    while let Some(r) = sc.next_record().map_err(ScrubError::operational)? {
+        if !shareable(true, &r) || unknown.owner_unknown(a, &r, geo) {
+            continue;
+        }
+        swept = sweep.push(u64::from(r.startblock), rec_end(&r), &mut sink);
+        if swept.is_err() {
+            break;
+        }
+    }
+    if swept.is_ok() {
+        swept = sweep.finish(&mut sink);
+    }
+    match swept {
+        Ok(()) => merge.finish(out),
+        Err(SweepError::Crowded) => {
+            out.push(not_checked(format!(
+                "more than {MAX_OVERLAPPING} file mappings share one block"
+            )));
+            Ok(())
+        }
+        Err(SweepError::Sink(e)) => Err(e),
+    }
+}
+
+/// The merge of the derived shared extents (in block order) with the
+/// on-disk refcountbt's shared records (in key order).
+struct RefcMerge<'a, N> {
+    agno: u32,
+    shadow: &'a Btree<XfileStore, ShadowFormat>,
+    uncertain: &'a ExtentBitmap,
+    next_disk: N,
+    disk: Option<RefcountRec>,
+    counts: [u64; 3],
+}
+
+impl<'a, N: FnMut() -> Result<Option<RefcountRec>, ScrubError>> RefcMerge<'a, N> {
+    fn new(
+        agno: u32,
+        shadow: &'a Btree<XfileStore, ShadowFormat>,
+        uncertain: &'a ExtentBitmap,
+        mut next_disk: N,
+    ) -> Result<Self, ScrubError> {
+        let disk = next_disk()?;
+        Ok(Self {
+            agno,
+            shadow,
+            uncertain,
+            next_disk,
+            disk,
+            counts: [0; 3],
+        })
+    }
+
+    fn advance(&mut self) -> Result<(), ScrubError> {
+        self.disk = (self.next_disk)()?;
+        Ok(())
+    }
+
+    /// The next shared extent the owners' mappings imply.
+    fn derived(&mut self, d: SharedRun, out: &mut Findings) -> Result<(), ScrubError> {
+        while let Some(k) = self.disk.filter(|k| u64::from(k.startblock) < d.start) {
+            self.report(Diff::Extra, Some(k), None, out)?;
+            self.advance()?;
+        }
+        match self.disk {
+            Some(k) if u64::from(k.startblock) == d.start => {
+                if u64::from(k.blockcount) != d.len || u64::from(k.refcount) != d.refcount {
+                    self.report(Diff::Mismatch, Some(k), Some(d), out)?;
+                }
+                self.advance()
+            }
+            _ => self.report(Diff::Missing, None, Some(d), out),
+        }
+    }
+
+    /// The on-disk records past the last derived extent, then the counts.
+    fn finish(&mut self, out: &mut Findings) -> Result<(), ScrubError> {
+        while let Some(k) = self.disk {
+            self.report(Diff::Extra, Some(k), None, out)?;
+            self.advance()?;
+        }
+        for kind in [Diff::Missing, Diff::Extra, Diff::Mismatch] {
+            let n = self.counts[kind.index()];
+            if n > MAX_REPORTED {
+                out.push(
+                    Finding::new(
+                        FindingKind::XrefCorrupt,
+                        REFC_STRUCTURE,
+                        format!("refcountbt.{}", kind.code()),
+                        format!(
+                            "{} more {} reference count records in this AG not listed",
+                            n.saturating_sub(MAX_REPORTED),
+                            kind.code()
+                        ),
+                    )
+                    .group(u64::from(self.agno)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One difference: the on-disk record `k`, the derived extent `d`.
+    fn report(
+        &mut self,
+        kind: Diff,
+        k: Option<RefcountRec>,
+        d: Option<SharedRun>,
+        out: &mut Findings,
+    ) -> Result<(), ScrubError> {
+        let span = |start: u64, len: u64| (start, len);
+        let (start, len) = match (k, d) {
+            (Some(k), _) => span(u64::from(k.startblock), u64::from(k.blockcount)),
+            (None, Some(d)) => span(d.start, d.len),
+            (None, None) => return Ok(()),
+        };
+        let over_unknown = |s: u64, l: u64| self.uncertain.count_in(s, l) > 0;
+        if over_unknown(start, len) || d.is_some_and(|d| over_unknown(d.start, d.len)) {
+            return Ok(());
+        }
+        let i = kind.index();
+        self.counts[i] = self.counts[i].saturating_add(1);
+        if self.counts[i] > MAX_REPORTED {
+            return Ok(());
+        }
+        let files = match d {
+            Some(d) => self.sharers(d)?,
+            None => Vec::new(),
+        };
+        let by = if files.is_empty() {
+            String::new()
+        } else {
+            let mut list: Vec<String> = files.iter().take(SHARERS).map(u64::to_string).collect();
+            if files.len() > SHARERS {
+                list.push("...".into());
+            }
+            format!(" (inodes {})", list.join(", "))
+        };
+        let msg = match (kind, k, d) {
+            (Diff::Missing, _, Some(d)) => format!(
+                "the refcountbt has no record for {}, which {} file mappings share{by}",
+                blocks(d.start, d.len),
+                d.refcount
+            ),
+            (Diff::Extra, Some(k), _) => format!(
+                "the refcountbt records a {}, but the files' mappings share no extent starting there",
+                describe_refcount(&k)
+            ),
+            (Diff::Mismatch, Some(k), Some(d)) => format!(
+                "the refcountbt records a {}, but {} file mappings share {}{by}",
+                describe_refcount(&k),
+                d.refcount,
+                blocks(d.start, d.len)
+            ),
+            _ => return Ok(()),
+        };
+        let mut f = Finding::new(
+            FindingKind::XrefCorrupt,
+            REFC_STRUCTURE,
+            format!("refcountbt.{}", kind.code()),
+            msg,
+        )
+        .group(u64::from(self.agno))
+        .block(start);
+        if let Some(first) = files.first() {
+            f = f.inode(*first);
+        }
+        if let (Some(k), Some(d)) = (k, d) {
+            if u64::from(k.refcount) != d.refcount {
+                f = f.field("refcount", d.refcount, k.refcount);
+            } else {
+                f = f.field("blockcount", d.len, k.blockcount);
+            }
+        }
+        out.push(f);
+        Ok(())
+    }
+
+    /// The inodes (up to [`SHARERS`], and one more to tell that there are
+    /// more) whose shareable mappings cover the start of `d`, so a finding
+    /// can name a file.
+    fn sharers(&self, d: SharedRun) -> Result<Vec<u64>, ScrubError> {
+        use crate::format::btree::rmap::RmapKey;
+        let Ok(at) = u32::try_from(d.start) else {
+            return Ok(Vec::new());
+        };
+        let mut inodes = BTreeSet::new();
+        self.shadow
+            .query_overlapping(&RmapKey::min_at(at), &RmapKey::max_at(at), |r| {
+                if shareable(true, r) {
+                    inodes.insert(r.owner);
+                }
+                if inodes.len() > SHARERS {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(ScrubError::operational)?;
+        Ok(inodes.into_iter().collect())
+    }
 }

@@ -278,3 +278,189 @@ fn large_fixture_same_findings_when_spilling() {
         "{names:?}"
     );
 }
+
+/// Size of one refcountbt record.
+const REFC_REC: usize = 12;
+
+/// `(startblock word, blockcount, refcount)` of refcountbt leaf record `i`.
+fn refc_rec(b: &[u8], i: usize) -> (u32, u32, u32) {
+    let r = &b[HDR + REFC_REC * i..];
+    let w = |o: usize| u32::from_be_bytes(r[o..o + 4].try_into().unwrap());
+    (w(0), w(4), w(8))
+}
+
+fn put_refc_rec(b: &mut [u8], i: usize, (s, l, c): (u32, u32, u32)) {
+    let r = &mut b[HDR + REFC_REC * i..];
+    r[0..4].copy_from_slice(&s.to_be_bytes());
+    r[4..8].copy_from_slice(&l.to_be_bytes());
+    r[8..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The `rmapbt` fixture with the refcountbt leaf of the AG holding the
+/// `/reflink` shared extents changed by `patch` (CRC recomputed).
+fn refcountbt_damaged(patch: impl FnOnce(&mut Vec<u8>)) -> Filesystem {
+    let dev = overlay("rmapbt");
+    let fs = Filesystem::open(Box::new(dev.clone())).unwrap();
+    let geo = fs.geometry().clone();
+    let (off, mut b) = geo
+        .ags()
+        .find_map(|agno| {
+            let agf = fs.read_agf(agno).unwrap().value;
+            assert_eq!(
+                agf.refcount_level, 1,
+                "the fixture's refcountbts are one leaf"
+            );
+            let off = geo
+                .agb_to_daddr(agno, AgBlock(agf.refcount_root))
+                .unwrap()
+                .to_bytes()
+                .unwrap();
+            let mut b = vec![0u8; geo.block_size as usize];
+            fs.device().read_at(&mut b, off).unwrap();
+            (numrecs(&b) >= 2).then_some((off, b))
+        })
+        .expect("an AG with shared extents");
+    patch(&mut b);
+    crc::update(&mut b, 52).unwrap();
+    drop(fs);
+    dev.write_at(&b, off).unwrap();
+    Filesystem::open(Box::new(dev)).unwrap()
+}
+
+fn finding<'a>(found: &'a Found, code: &str) -> &'a str {
+    &found
+        .iter()
+        .find(|f| f.1 == code)
+        .unwrap_or_else(|| panic!("no {code}:\n{}", show(found)))
+        .2
+}
+
+#[test]
+fn refcount_changed_is_a_mismatch_naming_the_files() {
+    let found = check(&refcountbt_damaged(|b| {
+        let (s, l, c) = refc_rec(b, 0);
+        put_refc_rec(b, 0, (s, l, c + 1));
+    }));
+    assert!(has(&found, "refcountbt.mismatch"), "{}", show(&found));
+    let f = finding(&found, "refcountbt.mismatch");
+    assert!(
+        f.contains("file mappings share") && f.contains("inodes "),
+        "{f}"
+    );
+    // Only the reference counts differ: the rmapbt matches its owners.
+    assert!(
+        !found.iter().any(|f| f.1.starts_with("rmapbt.")),
+        "{}",
+        show(&found)
+    );
+}
+
+/// Every scrubber over `fs`.
+fn check_all(fs: &Filesystem) -> Found {
+    let ctx = ScrubContext::new(MemoryBudget::new(64 << 20));
+    let opts = RunOptions {
+        only: None,
+        threads: Some(1),
+    };
+    scrub::run(fs, &xfs::scrub::registry(), &ctx, &opts)
+        .unwrap()
+        .findings()
+        .map(|(_, f)| (f.kind, f.code.to_string(), f.to_string()))
+        .collect()
+}
+
+const DERIVED: [&str; 3] = [
+    "refcountbt.missing",
+    "refcountbt.extra",
+    "refcountbt.mismatch",
+];
+
+/// With the rmapbt agreeing with every owner, the refcountbt scrubber's
+/// count against the rmapbt already finds a wrong count; the shadow does
+/// not report the same record a second time.
+#[test]
+fn full_check_reports_a_wrong_count_once() {
+    let fs = refcountbt_damaged(|b| {
+        let (s, l, c) = refc_rec(b, 0);
+        put_refc_rec(b, 0, (s, l, c + 1));
+    });
+    let found = check_all(&fs);
+    let refc: Vec<_> = found
+        .iter()
+        .filter(|f| f.0.is_damage() && f.1.starts_with("refcountbt."))
+        .collect();
+    assert_eq!(refc.len(), 1, "{}", show(&found));
+    assert!(!DERIVED.contains(&refc[0].1.as_str()), "{}", show(&found));
+}
+
+#[test]
+fn shared_record_patched_out_is_missing() {
+    let found = check(&refcountbt_damaged(|b| {
+        let n = numrecs(b);
+        b[6..8].copy_from_slice(&((n - 1) as u16).to_be_bytes());
+    }));
+    assert!(has(&found, "refcountbt.missing"), "{}", show(&found));
+    assert!(!has(&found, "refcountbt.extra"), "{}", show(&found));
+}
+
+#[test]
+fn record_moved_to_unshared_blocks_is_extra_and_missing() {
+    let found = check(&refcountbt_damaged(|b| {
+        let last = numrecs(b) - 1;
+        let (s, l, c) = refc_rec(b, last);
+        put_refc_rec(b, last, (s + 1000, l, c));
+    }));
+    assert!(has(&found, "refcountbt.missing"), "{}", show(&found));
+    assert!(has(&found, "refcountbt.extra"), "{}", show(&found));
+}
+
+/// Owner-side damage: a file's only extent re-pointed at blocks another
+/// file's clones share. Neither tree changed, yet the counts derived from
+/// the owners differ from the refcountbt, and the finding names the file
+/// that joined.
+#[test]
+fn file_mapped_onto_shared_blocks_changes_the_count() {
+    use xfs::format::dinode::Fork;
+    use xfs::types::Ino;
+    let dev = overlay("rmapbt");
+    let fs = Filesystem::open(Box::new(dev.clone())).unwrap();
+    let geo = fs.geometry().clone();
+    let mapping = |ino: u64| {
+        let inode = fs.read_inode(Ino(ino)).unwrap().value;
+        fs.mappings(&inode, Fork::Data).unwrap()
+    };
+    // /reflink/source (ino 47978) and /files/small/small-21 (ino 161, one
+    // extent of 3 blocks), from the fixture's manifest.
+    let source = mapping(47978)[0].start.0;
+    assert_eq!(mapping(161).len(), 1);
+    let at = geo.inode_location(Ino(161)).unwrap().byte_offset;
+    let mut inode = vec![0u8; usize::from(geo.inode_size as u16)];
+    fs.device().read_at(&mut inode, at).unwrap();
+    let rec = &mut inode[176..192];
+    let l0 = u64::from_be_bytes(rec[0..8].try_into().unwrap());
+    let l1 = u64::from_be_bytes(rec[8..16].try_into().unwrap());
+    let l0 = (l0 & !0x1ff) | (source >> 43);
+    let l1 = (l1 & 0x1f_ffff) | (source << 21);
+    rec[0..8].copy_from_slice(&l0.to_be_bytes());
+    rec[8..16].copy_from_slice(&l1.to_be_bytes());
+    crc::update(&mut inode, 100).unwrap();
+    drop(fs);
+    dev.write_at(&inode, at).unwrap();
+    let fs = Filesystem::open(Box::new(dev)).unwrap();
+    let found = check(&fs);
+    // The rmapbt and refcountbt agree with each other, so only the counts
+    // derived from the owners can tell: the full check reports them too.
+    let all = check_all(&fs);
+    assert!(
+        all.iter().any(|f| DERIVED.contains(&f.1.as_str())),
+        "{}",
+        show(&all)
+    );
+    let counts: Vec<&str> = found
+        .iter()
+        .filter(|f| f.1 == "refcountbt.mismatch" || f.1 == "refcountbt.missing")
+        .map(|f| f.2.as_str())
+        .collect();
+    assert!(counts.iter().any(|f| f.contains("161")), "{}", show(&found));
+    assert!(has(&found, "rmapbt.missing"), "{}", show(&found));
+}
