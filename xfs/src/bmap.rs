@@ -62,20 +62,43 @@ impl Filesystem {
     /// [`Error::Malformed`]. Local and device forks have no mappings
     /// ([`Error::WrongFileType`]).
     pub fn mappings(&self, inode: &Inode, fork: Fork) -> Result<Vec<Extent>> {
+        let mut out = Vec::new();
+        self.for_each_mapping(inode, fork, |e| out.push(*e))?;
+        Ok(out)
+    }
+
+    /// The same checks as [`Filesystem::mappings`], with each good mapping
+    /// handed to `f` as it is read instead of collected: memory stays
+    /// bounded by the bmbt's height however many mappings a file has.
+    /// Mappings already handed over before an error stay handed over; the
+    /// caller must discard them when this fails. Returns how many records
+    /// the fork holds.
+    pub fn for_each_mapping(
+        &self,
+        inode: &Inode,
+        fork: Fork,
+        mut f: impl FnMut(&Extent),
+    ) -> Result<u64> {
         let core = &inode.core;
         if fork == Fork::Attr && !core.has_attr_fork() {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let what = format!("{} {fork}", inode.ino);
         let n = core.extents(fork);
-        let (records, field_of): (Vec<BmbtIrec>, fn(usize) -> String) = match core.fork_format(fork)
-        {
-            ForkFormat::Extents => (self.fork_extent_records(inode, fork)?, |i| {
-                format!("u3.bmx[{i}]")
-            }),
-            ForkFormat::Btree => (self.bmbt_records(inode, fork)?, |i| {
-                format!("bmbt record {i}")
-            }),
+        let mut check = MappingCheck::new(self, &what);
+        let count = match core.fork_format(fork) {
+            ForkFormat::Extents => {
+                for (i, r) in self.fork_extent_records(inode, fork)?.enumerate() {
+                    check.record(&r, || format!("u3.bmx[{i}]"), &mut f);
+                }
+                check.count
+            }
+            ForkFormat::Btree => {
+                self.bmbt_records(inode, fork, |i, r| {
+                    check.record(r, || format!("bmbt record {i}"), &mut f);
+                })?;
+                check.count
+            }
             other => {
                 return Err(Error::WrongFileType {
                     ino: inode.ino.0,
@@ -83,7 +106,7 @@ impl Filesystem {
                 });
             }
         };
-        if u64::try_from(records.len()).unwrap_or(u64::MAX) != n {
+        if count != n {
             return Err(Error::Corrupt {
                 what: what.clone(),
                 problems: vec![Problem {
@@ -92,16 +115,24 @@ impl Filesystem {
                         Fork::Data => "core.nextents".to_owned(),
                         Fork::Attr => "core.naextents".to_owned(),
                     },
-                    expected: format!("{} (mappings found)", records.len()),
+                    expected: format!("{count} (mappings found)"),
                     actual: n.to_string(),
                 }],
             });
         }
-        self.check_mappings(&what, &records, field_of)
+        let problems = check.problems;
+        if !problems.is_empty() {
+            return Err(Error::Corrupt { what, problems });
+        }
+        Ok(count)
     }
 
     /// The packed records of an extents-format fork.
-    fn fork_extent_records(&self, inode: &Inode, fork: Fork) -> Result<Vec<BmbtIrec>> {
+    fn fork_extent_records<'i>(
+        &self,
+        inode: &'i Inode,
+        fork: Fork,
+    ) -> Result<impl Iterator<Item = BmbtIrec> + 'i> {
         let core = &inode.core;
         let bytes = core.fork_bytes(&inode.raw, fork);
         let n = core.extents(fork);
@@ -123,14 +154,19 @@ impl Filesystem {
         Ok(bytes
             .chunks_exact(bmbt_rec::SIZE)
             .take(usize::try_from(n).unwrap_or(0))
-            .filter_map(BmbtIrec::unpack_slice)
-            .collect())
+            .filter_map(BmbtIrec::unpack_slice))
     }
 
-    /// The records of a btree-format fork, in key order, read through the
-    /// btree engine. Fails on any block the engine finds corrupt and on a
-    /// tree holding more records than the inode says it maps.
-    fn bmbt_records(&self, inode: &Inode, fork: Fork) -> Result<Vec<BmbtIrec>> {
+    /// Hands the records of a btree-format fork to `f`, in key order, read
+    /// through the btree engine. Fails on any block the engine finds
+    /// corrupt and on a tree holding more records than the inode says it
+    /// maps.
+    fn bmbt_records(
+        &self,
+        inode: &Inode,
+        fork: Fork,
+        mut f: impl FnMut(u64, &BmbtIrec),
+    ) -> Result<()> {
         let what = format!("{} {fork}", inode.ino);
         let malformed = |reason: String| Error::Malformed {
             what: what.clone(),
@@ -143,76 +179,97 @@ impl Filesystem {
         let mut cursor = tree
             .cursor_first()
             .map_err(|e| malformed(format!("bmbt: {e}")))?;
-        let mut out = Vec::new();
+        let mut seen = 0u64;
         while let Some(rec) = cursor
             .next_record()
             .map_err(|e| malformed(format!("bmbt: {e}")))?
         {
-            if u64::try_from(out.len()).unwrap_or(u64::MAX) >= limit {
+            if seen >= limit {
                 return Err(malformed(format!(
                     "the bmbt holds more than the {limit} mappings the inode records"
                 )));
             }
-            out.push(rec);
+            f(seen, &rec);
+            seen += 1;
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// The checks of one fork's mapping records, in order
+/// (`xfs_bmap_validate_extent` and the order of the records).
+struct MappingCheck<'a> {
+    fs: &'a Filesystem,
+    what: &'a str,
+    /// Records seen.
+    count: u64,
+    /// End of the last good mapping.
+    prev_end: u64,
+    problems: Vec<Problem>,
+}
+
+impl<'a> MappingCheck<'a> {
+    fn new(fs: &'a Filesystem, what: &'a str) -> Self {
+        Self {
+            fs,
+            what,
+            count: 0,
+            prev_end: 0,
+            problems: Vec::new(),
+        }
     }
 
-    /// Checks mapping records (`xfs_bmap_validate_extent`) and turns them
-    /// into extents.
-    fn check_mappings(
-        &self,
-        what: &str,
-        records: &[BmbtIrec],
-        field_of: fn(usize) -> String,
-    ) -> Result<Vec<Extent>> {
-        let geo = self.geometry();
-        let what = what.to_owned();
-        let mut out = Vec::with_capacity(records.len());
-        let mut problems = Vec::new();
-        let mut prev_end = 0u64;
-        for (i, r) in records.iter().enumerate() {
-            let field = field_of(i);
-            let mut bad = |why: String| {
-                problems.push(Problem {
-                    structure: what.clone(),
-                    field: field.clone(),
-                    expected: why,
-                    actual: format!(
-                        "[startoff {}, startblock {}, blockcount {}, unwritten {}]",
-                        r.startoff, r.startblock, r.blockcount, r.unwritten
-                    ),
-                });
-            };
-            if r.blockcount == 0 {
-                bad("a non-empty extent".to_owned());
-                continue;
-            }
-            let end = r.startoff + u64::from(r.blockcount);
-            if end > MAX_FILEOFF {
-                bad(format!("file blocks below {MAX_FILEOFF}"));
-                continue;
-            }
-            if !geo.verify_fsb_extent(FsBlock(r.startblock), u64::from(r.blockcount)) {
-                bad("blocks inside one AG, past its headers".to_owned());
-                continue;
-            }
-            if r.startoff < prev_end {
-                bad(format!("startoff >= {prev_end} (sorted, no overlap)"));
-                continue;
-            }
-            prev_end = end;
-            out.push(Extent {
-                file_offset: FileOffset(r.startoff),
-                start: FsBlock(r.startblock),
-                len: r.blockcount,
-                unwritten: r.unwritten,
+    /// Checks record `r` (named by `field`) and hands it to `f` if good.
+    fn record(&mut self, r: &BmbtIrec, field: impl Fn() -> String, f: &mut impl FnMut(&Extent)) {
+        self.count += 1;
+        let bad = |problems: &mut Vec<Problem>, why: String| {
+            problems.push(Problem {
+                structure: self.what.to_owned(),
+                field: field(),
+                expected: why,
+                actual: format!(
+                    "[startoff {}, startblock {}, blockcount {}, unwritten {}]",
+                    r.startoff, r.startblock, r.blockcount, r.unwritten
+                ),
             });
+        };
+        if r.blockcount == 0 {
+            bad(&mut self.problems, "a non-empty extent".to_owned());
+            return;
         }
-        if !problems.is_empty() {
-            return Err(Error::Corrupt { what, problems });
+        let end = r.startoff + u64::from(r.blockcount);
+        if end > MAX_FILEOFF {
+            bad(
+                &mut self.problems,
+                format!("file blocks below {MAX_FILEOFF}"),
+            );
+            return;
         }
-        Ok(out)
+        if !self
+            .fs
+            .geometry()
+            .verify_fsb_extent(FsBlock(r.startblock), u64::from(r.blockcount))
+        {
+            bad(
+                &mut self.problems,
+                "blocks inside one AG, past its headers".to_owned(),
+            );
+            return;
+        }
+        if r.startoff < self.prev_end {
+            bad(
+                &mut self.problems,
+                format!("startoff >= {} (sorted, no overlap)", self.prev_end),
+            );
+            return;
+        }
+        self.prev_end = end;
+        f(&Extent {
+            file_offset: FileOffset(r.startoff),
+            start: FsBlock(r.startblock),
+            len: r.blockcount,
+            unwritten: r.unwritten,
+        });
     }
 }
 

@@ -192,18 +192,30 @@ fn check_fork(
     let s = structure(fork);
     let ino = inode.ino.0;
     let n = d.extents(fork);
-    let records: Vec<(BmbtIrec, Option<u64>)> = match d.fork_format(fork) {
+    let mut rc = RecordCheck {
+        fs,
+        agno,
+        inode,
+        fork,
+        reflink: d.flags2 & flags2::REFLINK != 0,
+        prev_end: 0,
+        count: 0,
+    };
+    // Each record is checked as it is read, never collected: a file of
+    // millions of mappings costs the bmbt's height in memory, not a list.
+    match d.fork_format(fork) {
         ForkFormat::Extents => {
             let bytes = d.fork_bytes(&inode.raw, fork);
             let max = bytes.len() / bmbt_rec::SIZE;
             // The verifier reports a count that does not fit the fork.
             let take = usize::try_from(n).unwrap_or(usize::MAX).min(max);
-            bytes
+            for r in bytes
                 .chunks_exact(bmbt_rec::SIZE)
                 .take(take)
                 .filter_map(BmbtIrec::unpack_slice)
-                .map(|r| (r, None))
-                .collect()
+            {
+                rc.check(&r, None, xrefs, out)?;
+            }
         }
         ForkFormat::Btree => {
             let root = match BmdrRoot::parse(d.fork_bytes(&inode.raw, fork)) {
@@ -233,7 +245,7 @@ fn check_fork(
                 }
             };
             let head = log_head(fs);
-            let mut recs = Vec::new();
+            let mut failed: Option<ScrubError> = None;
             let mut local = Findings::new();
             let walk = walk_tree_blocks(
                 &tree,
@@ -247,20 +259,28 @@ fn check_fork(
                         o.push(f);
                     }
                 },
-                |r: &BmbtIrec, at, _o| recs.push((*r, Some(at.block.0))),
+                |r: &BmbtIrec, at, o| {
+                    if failed.is_none()
+                        && let Err(e) = rc.check(r, Some(at.block.0), xrefs, o)
+                    {
+                        failed = Some(e);
+                    }
+                },
             );
             for f in local.into_vec() {
                 out.push(f.inode(ino));
             }
+            if let Some(e) = failed {
+                return Err(e);
+            }
             check_bmbt_blocks(fs, agno, inode, fork, &walk.blocks, xrefs, out)?;
-            recs
         }
         // Local and device forks map no blocks; a bad format is the
         // inode scrubber's.
         _ => return Ok(()),
-    };
+    }
 
-    let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+    let count = rc.count;
     if count != n {
         out.push(
             fork_finding(
@@ -273,12 +293,41 @@ fn check_fork(
             .field(count_field(fork), count, n),
         );
     }
+    Ok(())
+}
 
-    let geo = fs.geometry();
-    let reflink = d.flags2 & flags2::REFLINK != 0;
-    let mut prev_end = 0u64;
-    for (i, (r, block)) in records.iter().enumerate() {
-        let idx = u64::try_from(i).unwrap_or(u64::MAX);
+/// The checks of one fork's mappings, record by record in file order.
+struct RecordCheck<'a> {
+    fs: &'a Filesystem,
+    agno: AgNumber,
+    inode: &'a Inode,
+    fork: Fork,
+    /// Whether the inode may share blocks.
+    reflink: bool,
+    /// End of the mappings so far (file blocks).
+    prev_end: u64,
+    /// Records seen.
+    count: u64,
+}
+
+impl RecordCheck<'_> {
+    /// Checks mapping `r` (from bmbt block `block`, if any) on its own,
+    /// against the previous ones and against the AG it lies in.
+    fn check(
+        &mut self,
+        r: &BmbtIrec,
+        block: Option<u64>,
+        xrefs: &mut AgXrefs<'_>,
+        out: &mut Findings,
+    ) -> Result<(), ScrubError> {
+        let (fs, agno, inode, fork, reflink) =
+            (self.fs, self.agno, self.inode, self.fork, self.reflink);
+        let geo = fs.geometry();
+        let ino = inode.ino.0;
+        let (i, idx) = (self.count, self.count);
+        self.count = self.count.saturating_add(1);
+        let block = block.as_ref();
+        let prev_end = self.prev_end;
         let show = format!(
             "mapping {i} (file block {}, {} blocks at filesystem block {}{})",
             r.startoff,
@@ -303,7 +352,7 @@ fn check_fork(
         };
         if r.blockcount == 0 {
             out.push(bad("blockcount", "maps no blocks"));
-            continue;
+            return Ok(());
         }
         let end = r.startoff.saturating_add(u64::from(r.blockcount));
         if end > MAX_FILEOFF {
@@ -311,7 +360,7 @@ fn check_fork(
                 "startoff",
                 &format!("reaches past the largest file offset {MAX_FILEOFF}"),
             ));
-            continue;
+            return Ok(());
         }
         if r.startoff < prev_end {
             out.push(bad(
@@ -319,7 +368,7 @@ fn check_fork(
                 &format!("starts before the end of the previous mapping (file block {prev_end})"),
             ));
         }
-        prev_end = prev_end.max(end);
+        self.prev_end = prev_end.max(end);
         if r.unwritten && fork == Fork::Attr {
             out.push(bad(
                 "unwritten",
@@ -331,16 +380,16 @@ fn check_fork(
                 "startblock",
                 "does not lie inside one AG past its headers",
             ));
-            continue;
+            return Ok(());
         }
         let Some((m_ag, AgBlock(agbno))) = geo.fsb_split(FsBlock(r.startblock)) else {
-            continue;
+            return Ok(());
         };
         xref_mapping(
             fs, agno, inode, fork, r, m_ag.0, agbno, reflink, xrefs, out, &bad,
         )?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Cross-references one mapping with the AG it lies in.

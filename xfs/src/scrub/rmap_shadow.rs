@@ -577,27 +577,34 @@ fn stage_inode(
             continue;
         }
         let attr = if fork == Fork::Attr { OFF_ATTR_FORK } else { 0 };
-        let extents = match fs.mappings(&inode, fork) {
-            Ok(e) => e,
-            Err(e) => {
-                fail(unknown, format!("the {fork} mappings cannot be read: {e}"));
-                return Ok(());
+        // Streamed, not collected: a file of millions of mappings costs
+        // staging (charged to the budget), not a Vec of them.
+        let mut staged: Result<(), ScrubError> = Ok(());
+        let read = fs.for_each_mapping(&inode, fork, |e| {
+            if staged.is_err() {
+                return;
             }
-        };
-        for e in &extents {
             let Some((a, b)) = geo.fsb_split(e.start) else {
-                continue;
+                return;
             };
             let unwritten = if e.unwritten { OFF_UNWRITTEN } else { 0 };
-            raw.append(Raw {
-                owner: ino.0,
-                offset_word: (e.file_offset.0 & OFF_MASK) | attr | unwritten,
-                agno: a.0,
-                startblock: b.0,
-                blockcount: e.len,
-                pad: 0,
-            })
-            .map_err(staging)?;
+            staged = raw
+                .append(Raw {
+                    owner: ino.0,
+                    offset_word: (e.file_offset.0 & OFF_MASK) | attr | unwritten,
+                    agno: a.0,
+                    startblock: b.0,
+                    blockcount: e.len,
+                    pad: 0,
+                })
+                .map_err(staging);
+        });
+        staged?;
+        if let Err(e) = read {
+            // What was staged for this inode is left out of the comparison
+            // with the rest of its mappings.
+            fail(unknown, format!("the {fork} mappings cannot be read: {e}"));
+            return Ok(());
         }
         if format == ForkFormat::Btree {
             let blocks = BmdrRoot::parse(inode.core.fork_bytes(&inode.raw, fork))
