@@ -420,9 +420,14 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
         };
         if done {
             // A new first record changes the leaf's key in its parent; in
-            // an overlapping tree any record may raise the high key.
-            if pos == 0 || self.layout.overlapping {
+            // an overlapping tree any record may raise the high key, which
+            // is then the larger of the old one and the record's: raised
+            // without rescanning every block on the path.
+            if pos == 0 {
                 self.fix_keys(path, 1, leaf)?;
+            } else if self.layout.overlapping {
+                let high = self.format.record_high_key(record);
+                self.raise_high_keys(path, &high)?;
             }
         } else {
             let mut raw = vec![0; self.layout.record_len];
@@ -560,6 +565,35 @@ impl<S: BlockStore, F: BtreeFormat> Btree<S, F> {
                 break;
             }
             addr = parent;
+        }
+        Ok(())
+    }
+
+    /// After an entry with high key `high` went into the block below
+    /// `path` without changing its low key, raises the high key of each
+    /// ancestor entry that is below `high`: the same keys a rescan of every
+    /// block on the path ([`Btree::fix_keys`]) would write, at the cost of
+    /// one slot per level.
+    fn raise_high_keys(&mut self, path: &[Step], high: &F::Key) -> Result<(), BtreeError> {
+        for (level, &(parent, idx)) in (1u16..).zip(path.iter().rev()) {
+            let current = self.read_block(parent, level, |b, n| {
+                (idx < n).then(|| self.codec().high_key(b, idx))
+            })?;
+            let Some(current) = current else {
+                return Err(BtreeError::corrupt(
+                    parent,
+                    level,
+                    "entry index past the record count",
+                ));
+            };
+            if *high <= current {
+                break;
+            }
+            let (format, layout) = (&self.format, &self.layout);
+            self.store.write(parent, |b| {
+                format.encode_key(high, &mut b[layout.high_key(idx)]);
+                format.seal(b);
+            })?;
         }
         Ok(())
     }
