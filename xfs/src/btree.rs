@@ -7,7 +7,9 @@
 //! so that repeated lookups (cross-referencing) do not reread them, with
 //! the checksum verdict of each so that they are not checksummed again
 //! either (a store serves one header form, short or long, so one CRC
-//! layout).
+//! layout). A store belongs to one scrub item on one thread, so its cache
+//! is a `RefCell` of `Rc` blocks: a lookup costs no atomic operation, which
+//! on a check of millions of records was most of the lookup's time.
 //!
 //! The `Filesystem::*bt` methods open each AG btree from the root and level
 //! recorded in its AG header.
@@ -23,8 +25,10 @@ use crate::format::btree::rmap::Rmapbt;
 use crate::format::dinode::{BmdrRoot, Fork};
 use crate::fs::{Filesystem, Inode};
 use crate::types::{AgBlock, AgNumber, FsBlock};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 use xfbtree::{BlockAddr, BlockStore, Btree, InlineRoot, KeyRange, NodeEntry, Root, StoreError};
 
 /// Blocks kept by each store's cache.
@@ -41,13 +45,35 @@ pub enum Space {
 
 /// A cached block and, once some reader computed it, its checksum verdict.
 struct Cached {
-    bytes: Arc<[u8]>,
+    bytes: Rc<[u8]>,
     checksum_ok: Option<bool>,
+}
+
+/// Hashes block numbers with one multiply. Every btree block read looks
+/// here first (tens of millions of lookups in a check of a big
+/// filesystem), and the default SipHash cost more than the rest of the
+/// lookup. Flooding is not a concern: the cache never holds more than
+/// [`CACHE_BLOCKS`] entries, so the worst case is a bounded probe.
+#[derive(Default)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 #[derive(Default)]
 struct Cache {
-    blocks: HashMap<u64, Cached>,
+    blocks: HashMap<u64, Cached, BuildHasherDefault<BlockHasher>>,
     order: VecDeque<u64>,
 }
 
@@ -55,7 +81,7 @@ struct Cache {
 pub struct ImageBlocks<'fs> {
     fs: &'fs Filesystem,
     space: Space,
-    cache: Mutex<Cache>,
+    cache: RefCell<Cache>,
 }
 
 impl<'fs> ImageBlocks<'fs> {
@@ -64,7 +90,7 @@ impl<'fs> ImageBlocks<'fs> {
         Self {
             fs,
             space,
-            cache: Mutex::new(Cache::default()),
+            cache: RefCell::new(Cache::default()),
         }
     }
 
@@ -85,11 +111,11 @@ impl<'fs> ImageBlocks<'fs> {
     }
 
     /// The block at `addr` and its remembered checksum verdict, if any.
-    fn load(&self, addr: BlockAddr) -> std::result::Result<(Arc<[u8]>, Option<bool>), StoreError> {
+    fn load(&self, addr: BlockAddr) -> std::result::Result<(Rc<[u8]>, Option<bool>), StoreError> {
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.cache.borrow_mut();
             if let Some(c) = cache.blocks.get(&addr.0) {
-                return Ok((Arc::clone(&c.bytes), c.checksum_ok));
+                return Ok((Rc::clone(&c.bytes), c.checksum_ok));
             }
         }
         let daddr = self.daddr(addr).ok_or(StoreError::OutOfRange(addr))?;
@@ -101,15 +127,15 @@ impl<'fs> ImageBlocks<'fs> {
                 addr,
                 source: Box::new(e),
             })?;
-        let block: Arc<[u8]> = buf.into();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let block: Rc<[u8]> = buf.into();
+        let mut cache = self.cache.borrow_mut();
         if cache.order.len() >= CACHE_BLOCKS
             && let Some(old) = cache.order.pop_front()
         {
             cache.blocks.remove(&old);
         }
         let fresh = Cached {
-            bytes: Arc::clone(&block),
+            bytes: Rc::clone(&block),
             checksum_ok: None,
         };
         if cache.blocks.insert(addr.0, fresh).is_none() {
@@ -120,10 +146,10 @@ impl<'fs> ImageBlocks<'fs> {
 
     /// Remembers the checksum verdict on the cached block at `addr`, if it
     /// is still the same block (`bytes`) in the cache.
-    fn remember(&self, addr: BlockAddr, bytes: &Arc<[u8]>, ok: bool) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+    fn remember(&self, addr: BlockAddr, bytes: &Rc<[u8]>, ok: bool) {
+        let mut cache = self.cache.borrow_mut();
         if let Some(c) = cache.blocks.get_mut(&addr.0)
-            && Arc::ptr_eq(&c.bytes, bytes)
+            && Rc::ptr_eq(&c.bytes, bytes)
         {
             c.checksum_ok = Some(ok);
         }
