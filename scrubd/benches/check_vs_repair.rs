@@ -13,6 +13,15 @@
 //! Run with `cargo bench -p scrubd --bench check_vs_repair`. Both commands
 //! use their defaults (scrubd: threads = CPUs, staging budget 1/8 of RAM).
 //! Set `SCRUBD_TMPDIR` to put the decompressed image elsewhere.
+//!
+//! With `SCRUBD_SPILL_IMAGE` naming an image made by
+//! `testdata/make-spill-image.sh` (root and a loop device needed, so it is
+//! not made here), a second part checks that image whose reverse-map
+//! shadow (about 70 MB of staging) cannot fit a 16 MiB budget: `scrubd
+//! check --threads 1 --memory 16M` against `--memory 4G` and `xfs_repair
+//! -n`, asserting that both budgets give the same findings, and prints
+//!
+//! `ratio shadow_budget: peak RSS X.XXx (16M A MiB / 4G B MiB), wall Y.YYx (16M C ms / 4G D ms); xfs_repair -n E ms, F MiB`
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -90,6 +99,81 @@ fn main() {
         c as f64 / d as f64,
         c as f64 / 1024.0,
         d as f64 / 1024.0,
+    );
+    if let Some(spill) = std::env::var_os("SCRUBD_SPILL_IMAGE") {
+        shadow_budget(scrubd, Path::new(&spill));
+    }
+}
+
+/// The second part: one image, two staging budgets, the same findings.
+fn shadow_budget(scrubd: &str, img: &Path) {
+    let img_s = img.to_str().expect("UTF-8 image path");
+    let run = |memory: &'static str| -> Vec<&str> {
+        vec![
+            scrubd,
+            "check",
+            "--quiet",
+            "--threads",
+            "1",
+            "--memory",
+            memory,
+            img_s,
+        ]
+    };
+    let (small, large) = (run("16M"), run("4G"));
+    let repair: Vec<&str> = vec!["xfs_repair", "-n", "-f", img_s];
+    let (mut s, mut l, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        for (name, cmd, out) in [
+            ("check --memory 16M", &small, &mut s),
+            ("check --memory 4G", &large, &mut l),
+            ("xfs_repair -n", &repair, &mut r),
+        ] {
+            let m = measure(cmd);
+            println!(
+                "spill run {i}: {name:<19} {:>6} ms  {:>6} MiB",
+                m.wall.as_millis(),
+                m.rss_kib / 1024
+            );
+            out.push(m);
+        }
+    }
+    let findings = |memory: &str| -> String {
+        let out = Command::new(scrubd)
+            .args([
+                "check",
+                "--json",
+                "--threads",
+                "1",
+                "--memory",
+                memory,
+                img_s,
+            ])
+            .output()
+            .expect("spawn");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(r#""type":"finding""#))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        findings("16M"),
+        findings("4G"),
+        "the budget changed the findings"
+    );
+    let (a, b) = (max_rss(&s), max_rss(&l));
+    let (c, d) = (median_wall(&s), median_wall(&l));
+    println!(
+        "ratio shadow_budget: peak RSS {:.2}x (16M {:.1} MiB / 4G {:.1} MiB), wall {:.2}x (16M {} ms / 4G {} ms); xfs_repair -n {} ms, {:.1} MiB",
+        a as f64 / b as f64,
+        a as f64 / 1024.0,
+        b as f64 / 1024.0,
+        c.as_secs_f64() / d.as_secs_f64(),
+        c.as_millis(),
+        d.as_millis(),
+        median_wall(&r).as_millis(),
+        max_rss(&r) as f64 / 1024.0,
     );
 }
 
