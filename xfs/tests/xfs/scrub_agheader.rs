@@ -123,10 +123,144 @@ fn agf_freeblks_disagrees_with_the_bnobt() {
         bad[0].expected.as_deref().unwrap().parse::<u64>().unwrap() + 1,
         bad[0].actual.as_deref().unwrap().parse::<u64>().unwrap()
     );
-    // The summary counters cannot be checked against a damaged AGF.
+    // The summary counters are checked against the AG's trees instead of
+    // its damaged AGF, and the superblock agrees with them.
     assert!(
-        all.iter()
-            .any(|f| f.code == "fscounters.xref-agf" && f.kind == FindingKind::XrefFailed),
+        !all.iter().any(|f| f.code.starts_with("fscounters.")),
+        "{all:#?}"
+    );
+}
+
+/// `base` with the AG header sector edited, then the primary superblock
+/// edited too (both CRCs recomputed).
+fn open_edited_twice(
+    base: &Arc<dyn Device>,
+    (agno, sector, crc_off): (u32, u32, usize),
+    edit: impl FnOnce(&mut [u8]),
+    edit_sb: impl FnOnce(&mut [u8]),
+) -> Filesystem {
+    let dev = CowDevice::new(base.clone());
+    for (off, crc_off, edit) in [
+        (
+            header_offset(base, agno, sector),
+            crc_off,
+            Box::new(edit) as Box<dyn FnOnce(&mut [u8])>,
+        ),
+        (
+            header_offset(base, 0, 0),
+            superblock::CRC_OFFSET,
+            Box::new(edit_sb),
+        ),
+    ] {
+        let mut buf = vec![0u8; 512];
+        dev.read_at(&mut buf, off).unwrap();
+        edit(&mut buf);
+        crc::update(&mut buf, crc_off).unwrap();
+        dev.write_at(&buf, off).unwrap();
+    }
+    Filesystem::open(Box::new(dev)).unwrap()
+}
+
+fn be64(buf: &[u8], off: usize) -> u64 {
+    u64::from_be_bytes(buf[off..off + 8].try_into().unwrap())
+}
+
+fn put_be64(buf: &mut [u8], off: usize, v: u64) {
+    buf[off..off + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+#[test]
+fn free_blocks_of_a_damaged_agf_are_counted_from_its_trees() {
+    let base = rmapbt_image();
+    // agf_freeblks at byte 52; sb_fdblocks is the u64 at byte 144.
+    let fs = open_edited_twice(
+        &base,
+        (1, 1, agf::CRC_OFFSET),
+        |b| {
+            let v = be32(b, 52);
+            put_be32(b, 52, v + 7);
+        },
+        |b| {
+            let v = be64(b, 144);
+            put_be64(b, 144, v - 3);
+        },
+    );
+    let bad = damage(&fs);
+    let f = bad
+        .iter()
+        .find(|f| f.code == "fscounters.fdblocks")
+        .unwrap_or_else(|| panic!("{bad:#?}"));
+    assert_eq!(f.kind, FindingKind::Corrupt);
+    // The count is the true one, from the trees, not the AGF's +7.
+    assert_eq!(
+        f.expected.as_deref().unwrap().parse::<u64>().unwrap(),
+        f.actual.as_deref().unwrap().parse::<u64>().unwrap() + 3,
+        "{f}"
+    );
+    assert!(
+        f.message.contains("AG 1, whose AGF is damaged"),
+        "{}",
+        f.message
+    );
+    assert!(bad.iter().any(|f| f.code == "agf.freeblks"), "{bad:#?}");
+}
+
+#[test]
+fn inodes_of_a_damaged_agi_are_counted_from_its_inobt() {
+    let base = rmapbt_image();
+    // agi_count at byte 16, agi_freecount at 28; sb_icount at 128 and
+    // sb_ifree at 136 (u64s).
+    let edit_agi = |b: &mut [u8]| {
+        let (c, f) = (be32(b, 16), be32(b, 28));
+        put_be32(b, 16, c + 64);
+        put_be32(b, 28, f + 5);
+    };
+    // The superblock right: nothing for fscounters to say.
+    let fs = open_edited(&base, 0, 2, agi::CRC_OFFSET, edit_agi);
+    let all = findings(&run(&fs));
+    assert!(
+        !all.iter().any(|f| f.code.starts_with("fscounters.")),
+        "{all:#?}"
+    );
+    assert!(all.iter().any(|f| f.code.starts_with("agi.")), "{all:#?}");
+    // The superblock wrong too: both counts, from the inobt.
+    let fs = open_edited_twice(&base, (0, 2, agi::CRC_OFFSET), edit_agi, |b| {
+        let (c, f) = (be64(b, 128), be64(b, 136));
+        put_be64(b, 128, c + 64);
+        put_be64(b, 136, f + 1);
+    });
+    let bad = damage(&fs);
+    for (code, off) in [("fscounters.icount", 64), ("fscounters.ifree", 1)] {
+        let f = bad
+            .iter()
+            .find(|f| f.code == code)
+            .unwrap_or_else(|| panic!("no {code}: {bad:#?}"));
+        assert_eq!(
+            f.expected.as_deref().unwrap().parse::<u64>().unwrap() + off,
+            f.actual.as_deref().unwrap().parse::<u64>().unwrap(),
+            "{f}"
+        );
+        assert!(f.message.contains("whose AGI is damaged"), "{}", f.message);
+    }
+}
+
+#[test]
+fn a_free_list_count_nothing_confirms_leaves_fdblocks_unchecked() {
+    let base = rmapbt_image();
+    // agf_flcount at byte 48: no longer the length of flfirst..=fllast.
+    let fs = open_edited(&base, 1, 1, agf::CRC_OFFSET, |b| {
+        let v = be32(b, 48);
+        put_be32(b, 48, v + 1);
+    });
+    let all = findings(&run(&fs));
+    let f = all
+        .iter()
+        .find(|f| f.code == "fscounters.xref-agf")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_eq!(f.kind, FindingKind::XrefFailed);
+    assert!(f.message.contains("free list"), "{}", f.message);
+    assert!(
+        !all.iter().any(|f| f.code == "fscounters.fdblocks"),
         "{all:#?}"
     );
 }
