@@ -80,14 +80,23 @@ fn open_edited(
     crc_off: usize,
     edit: impl FnOnce(&mut [u8]),
 ) -> Filesystem {
-    let off = header_offset(base, agno, sector);
     let dev = CowDevice::new(base.clone());
+    edit_sector(&dev, header_offset(base, agno, sector), crc_off, edit);
+    Filesystem::open(Box::new(dev)).unwrap()
+}
+
+/// Edits the 512-byte sector at `off` of `dev` and recomputes its CRC.
+fn edit_sector(
+    dev: &CowDevice<Arc<dyn Device>>,
+    off: u64,
+    crc_off: usize,
+    edit: impl FnOnce(&mut [u8]),
+) {
     let mut buf = vec![0u8; 512];
     dev.read_at(&mut buf, off).unwrap();
     edit(&mut buf);
     crc::update(&mut buf, crc_off).unwrap();
     dev.write_at(&buf, off).unwrap();
-    Filesystem::open(Box::new(dev)).unwrap()
 }
 
 fn be32(buf: &[u8], off: usize) -> u32 {
@@ -140,24 +149,13 @@ fn open_edited_twice(
     edit_sb: impl FnOnce(&mut [u8]),
 ) -> Filesystem {
     let dev = CowDevice::new(base.clone());
-    for (off, crc_off, edit) in [
-        (
-            header_offset(base, agno, sector),
-            crc_off,
-            Box::new(edit) as Box<dyn FnOnce(&mut [u8])>,
-        ),
-        (
-            header_offset(base, 0, 0),
-            superblock::CRC_OFFSET,
-            Box::new(edit_sb),
-        ),
-    ] {
-        let mut buf = vec![0u8; 512];
-        dev.read_at(&mut buf, off).unwrap();
-        edit(&mut buf);
-        crc::update(&mut buf, crc_off).unwrap();
-        dev.write_at(&buf, off).unwrap();
-    }
+    edit_sector(&dev, header_offset(base, agno, sector), crc_off, edit);
+    edit_sector(
+        &dev,
+        header_offset(base, 0, 0),
+        superblock::CRC_OFFSET,
+        edit_sb,
+    );
     Filesystem::open(Box::new(dev)).unwrap()
 }
 
