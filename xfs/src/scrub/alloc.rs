@@ -33,7 +33,7 @@ use super::common::{
 use super::xref::{AgContext, Unavailable, Vetting, Xref};
 use crate::btree::AgBtree;
 use crate::format::btree::alloc::{AllocRec, BnoKey, CntKey};
-use crate::format::btree::rmap::owner;
+use crate::format::btree::rmap::{RmapRec, Rmapbt, owner};
 use crate::fs::Filesystem;
 use crate::types::{AgBlock, AgNumber};
 use scrub::{Finding, Findings, Health, ItemId, Scope, ScrubContext, ScrubError, Scrubber};
@@ -208,6 +208,14 @@ fn check_tree<F>(
         (false, false)
     };
     let xfails = &mut fails;
+    // The bnobt's extents come in block order: whether anything owns one
+    // is answered by one forward pass over the rmapbt instead of a query
+    // from the root per extent (the query still gives the details when
+    // something does).
+    let mut owned = match (&xref.rmapbt, which.by_block && has_rmap) {
+        (Ok(t), true) => OwnedSweep::new(t),
+        _ => OwnedSweep::off(),
+    };
 
     let on_block = |addr: xfbtree::BlockAddr, _level: u16, bytes: &[u8], out: &mut Findings| {
         if let Some(f) = block_lsn_finding(name, group, addr, bytes, SHORT_LSN_OFFSET, head) {
@@ -251,7 +259,8 @@ fn check_tree<F>(
         }
 
         // Free space has no owner ...
-        if has_rmap {
+        let end = u64::from(start).saturating_add(u64::from(len));
+        if has_rmap && owned.may_overlap(u64::from(start), end) {
             match xref.rmap_overlaps(start, len) {
                 Ok(maps) => {
                     if let Some(m) = maps.first() {
@@ -317,6 +326,68 @@ fn check_tree<F>(
     };
     let walk = walk_tree_blocks(tree, name, Some(group), out, on_block, on_record);
     check_tree_blocks(ag, xref, name, owner::AG, &walk, &mut fails, out);
+}
+
+/// Whether reverse mappings overlap extents asked about in increasing,
+/// non-overlapping block order, in one forward pass over the rmapbt: the
+/// largest end among the records that start before the extent's end says
+/// whether any of them reaches into it. An extent asked out of order, or
+/// a tree that cannot be read forward, gets "maybe" (the caller then
+/// queries), never a wrong "no".
+struct OwnedSweep<'t> {
+    cursor: Option<xfbtree::Cursor<'t, crate::btree::ImageBlocks<'t>, Rmapbt>>,
+    /// The next record not yet taken into `max_end`.
+    next: Option<RmapRec>,
+    /// The largest end of the records taken.
+    max_end: u64,
+    /// The end of the last extent asked about.
+    last_end: u64,
+}
+
+impl<'t> OwnedSweep<'t> {
+    fn new(tree: &'t AgBtree<'t, Rmapbt>) -> Self {
+        let mut s = Self::off();
+        if let Ok(mut c) = tree.cursor_first()
+            && let Ok(next) = c.next_record()
+        {
+            s.cursor = Some(c);
+            s.next = next;
+        }
+        s
+    }
+
+    /// Always "maybe".
+    fn off() -> Self {
+        Self {
+            cursor: None,
+            next: None,
+            max_end: 0,
+            last_end: 0,
+        }
+    }
+
+    /// False only if no reverse mapping overlaps blocks `[start, end)`.
+    fn may_overlap(&mut self, start: u64, end: u64) -> bool {
+        let Some(cursor) = self.cursor.as_mut() else {
+            return true;
+        };
+        if start < self.last_end {
+            return true;
+        }
+        self.last_end = end;
+        while let Some(r) = self.next.filter(|r| u64::from(r.startblock) < end) {
+            let r_end = u64::from(r.startblock).saturating_add(u64::from(r.blockcount));
+            self.max_end = self.max_end.max(r_end);
+            match cursor.next_record() {
+                Ok(n) => self.next = n,
+                Err(_) => {
+                    self.cursor = None;
+                    return true;
+                }
+            }
+        }
+        self.max_end > start
+    }
 }
 
 /// Checks one free-space record on its own; true if it is sound enough to
