@@ -118,11 +118,15 @@ impl Scrubber<Filesystem> for RmapShadowScrub {
         } else {
             // The owners exist; only the tree to compare them with does
             // not: a warning (`rmapbt-shadow.not-possible`), never silence.
-            Applicability::Impossible(
+            let also = if fs.geometry().features.has_reflink() {
+                ", nor reference counts derived from the files' own mappings"
+            } else {
+                ""
+            };
+            Applicability::Impossible(format!(
                 "the filesystem has no reverse-mapping btree (rmapbt feature), so block \
-                 ownership cannot be cross-checked against every owner"
-                    .into(),
-            )
+                 ownership cannot be cross-checked against every owner{also}"
+            ))
         }
     }
 
