@@ -2,7 +2,7 @@
 # Makes an image whose reverse-mapping shadow is bigger than 16 MiB, for
 # measuring the shadow check with a staging budget it must spill from
 # (BENCHMARKS.md, "shadow check under a small budget"). Not a committed
-# fixture: 8 GiB sparse, about 60 MiB on disk, made in under a minute.
+# fixture: 8 GiB sparse, about 100 MiB on disk, made in about a minute.
 #
 # One file of EXTENTS one-block unwritten extents with one-block holes
 # between them: every extent is a reverse mapping (and a bmbt record), so
