@@ -150,3 +150,56 @@ corrupt! {
     xattr_leaf => "xattr-leaf-entries15-hashval-random",
     xattr_node => "xattr-node-btree6-before-random",
 }
+
+/// Owner-side damage that neither tree shows: the only extent of
+/// `/files/small/small-21` (inode 161 of the `rmapbt` fixture) re-pointed
+/// at the first blocks of `/reflink/source`, which six clones share. The
+/// rmapbt and refcountbt still agree with each other; the shadow check
+/// sees the blocks' owners disagree with both, and the reference counts
+/// derived from the owners disagree with the refcountbt, naming the files.
+/// (`xfs_repair -n` on the same damage, made with `xfs_db -x -c 'inode 161'
+/// -c 'write u3.bmx[0].startblock 11628'`, reports the same three
+/// reference count records and the same missing reverse mapping.)
+#[test]
+fn owner_side_sharing() {
+    use std::os::unix::fs::FileExt;
+    use xfs::format::dinode::Fork;
+    use xfs::types::Ino;
+    if !fixture("rmapbt").exists() {
+        eprintln!("SKIP: no fixture rmapbt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owner-side-sharing.img");
+    crate::common::decompress("rmapbt", &path);
+    let (at, mut inode) = {
+        let dev = xfs::device::open_image(&path, xfs::device::Access::ReadOnly).unwrap();
+        let fs = xfs::Filesystem::open(dev).unwrap();
+        let first_block = |ino: u64| {
+            let inode = fs.read_inode(Ino(ino)).unwrap().value;
+            fs.mappings(&inode, Fork::Data).unwrap()[0].start.0
+        };
+        let source = first_block(47978);
+        let geo = fs.geometry();
+        let at = geo.inode_location(Ino(161)).unwrap().byte_offset;
+        let mut inode = vec![0u8; usize::from(geo.inode_size as u16)];
+        fs.device().read_at(&mut inode, at).unwrap();
+        // The first extent record of the data fork, right after the core.
+        let rec = &mut inode[176..192];
+        let l0 = u64::from_be_bytes(rec[0..8].try_into().unwrap());
+        let l1 = u64::from_be_bytes(rec[8..16].try_into().unwrap());
+        rec[0..8].copy_from_slice(&((l0 & !0x1ff) | (source >> 43)).to_be_bytes());
+        rec[8..16].copy_from_slice(&((l1 & 0x1f_ffff) | (source << 21)).to_be_bytes());
+        (at, inode)
+    };
+    xfs::format::crc::update(&mut inode, 100).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&inode, at).unwrap();
+    drop(f);
+    let code = snapshot_check(
+        "corrupt-owner_side_sharing",
+        Some(dir.path()),
+        "owner-side-sharing.img",
+    );
+    assert_eq!(code, 4);
+}
